@@ -1,0 +1,44 @@
+"""Model registry: ``--model NAME`` -> (class, config overrides).
+
+Adding a model is a one-file change: write ``models/<family>.py`` with a ``Recommender``
+subclass and list it in ``_REGISTRY`` below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autorec.errors import ConfigError
+from autorec.models.autorec import AutoRec
+from autorec.models.base import BaseConfig, Recommender
+from autorec.models.baselines import BiasBaseline
+
+# name -> (class, config fields that define the named variant)
+_REGISTRY: dict[str, tuple[type[Recommender], dict[str, Any]]] = {
+    "i-autorec": (AutoRec, {"variant": "item"}),
+    "u-autorec": (AutoRec, {"variant": "user"}),
+    "bias": (BiasBaseline, {}),
+}
+
+MODEL_NAMES = tuple(_REGISTRY)
+
+
+def get_model_class(name: str) -> type[Recommender]:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+    return _REGISTRY[name][0]
+
+
+def make_model(name: str, **overrides: Any) -> Recommender:
+    """A fresh model of the registered ``name``; ``overrides`` are config fields."""
+    cls = get_model_class(name)
+    fields = {**_REGISTRY[name][1], **overrides}
+    known = set(cls.config_class.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}")
+    model = cls(cls.config_class(**fields))
+    return model
+
+
+__all__ = ["MODEL_NAMES", "AutoRec", "BaseConfig", "BiasBaseline", "Recommender", "make_model"]

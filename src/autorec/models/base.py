@@ -1,0 +1,325 @@
+"""The model contract shared by every algorithm.
+
+The base class owns the policy, a model writes only its scoring (as Surprise's ``AlgoBase`` and
+cornac's ``Recommender`` do):
+
+* ``fit(train, val=None) -> self`` records the vocabularies, the rating scale and which users and
+  items have a training rating, fits the fallback predictor, then calls the model's ``_fit``.
+* ``predict(user_idx, item_idx)`` is vectorised over aligned index arrays. A pair whose user or item
+  has no training rating (or whose index is -1: an id outside the vocabulary) gets the fallback;
+  an index >= n_users / n_items raises ``IndexError``. Every prediction is clipped to the scale.
+* ``recommend(user_id, k)`` ranks the items the user has not rated in training, by raw id.
+* ``save(dir)`` / ``load(dir)``: weights in safetensors plus ``model.json`` with the config,
+  vocabularies and versions. Loading never unpickles anything.
+
+The fallback follows Sedhain et al. (2015), Sec. 3: "a default rating of 3" for test users or
+items without training ratings, i.e. the middle of the 1..5 scale (``fallback="constant"``);
+``fallback="bias"`` uses the damped bias baseline instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+import autorec
+from autorec.data.ratings import IdIndex, Ratings
+from autorec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """Fields every model shares: the fallback policy and the seed."""
+
+    # Sedhain et al. 2015, Sec. 3: unseen users/items get "a default rating of 3" (mid-scale).
+    fallback: Literal["constant", "bias"] = "constant"
+    # None means the middle of the data's rating scale (3 on 1..5).
+    fallback_rating: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fallback not in ("constant", "bias"):
+            raise ConfigError(f"fallback must be 'constant' or 'bias', got {self.fallback!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        # JSON has no tuples: sequences (e.g. hidden layer sizes) come back as lists.
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class FitHistory:
+    """Per-epoch training record (filled by iterative models)."""
+
+    train_rmse: list[float] = dataclasses.field(default_factory=list)
+    val_rmse: list[float] = dataclasses.field(default_factory=list)
+    epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+    best_epoch: int = 0  # 1-based epoch whose weights were kept; 0 when not iterative
+
+    @property
+    def n_epochs(self) -> int:
+        return len(self.epoch_seconds)
+
+    @property
+    def best_val_rmse(self) -> float | None:
+        return self.val_rmse[self.best_epoch - 1] if self.val_rmse and self.best_epoch else None
+
+
+class Recommender(ABC):
+    """Base class of every model. Subclasses set ``name``, ``config_class`` and implement
+    ``_fit``, ``_score`` and (when they hold weights) ``_state`` / ``_load_state``."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[BaseConfig]]
+    #: Hyperparameters tuned on validation by ``autorec evaluate`` (name -> candidate values).
+    tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
+
+    def __init__(self, config: BaseConfig | None = None, **overrides: Any) -> None:
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        self.config = config.replace(**overrides) if overrides else config
+        self.history = FitHistory()
+        self._fitted = False
+
+    @property
+    def model_name(self) -> str:
+        """The registry name (``--model``) this model is saved and loaded under."""
+        return self.name
+
+    # -- the contract ------------------------------------------------------------------------
+    def fit(self, train: Ratings, val: Ratings | None = None) -> Self:
+        """Fit on ``train``; ``val`` (same vocabularies) is used for early stopping only."""
+        if train.n_ratings == 0:
+            raise ConfigError("cannot fit on an empty training set")
+        if val is not None and (val.users != train.users or val.items != train.items):
+            raise ConfigError("validation ratings must share the training vocabularies")
+        self.users: IdIndex = train.users
+        self.items: IdIndex = train.items
+        self.n_users = train.n_users
+        self.n_items = train.n_items
+        self.rating_scale = train.rating_scale
+        self.global_mean = float(train.rating.mean(dtype=np.float64))
+        self.user_seen = train.user_counts() > 0
+        self.item_seen = train.item_counts() > 0
+        self._fit_fallback(train)
+        self.history = FitHistory()
+        self._fit(train, val)
+        self._fitted = True
+        return self
+
+    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Predicted ratings (float32) for aligned index arrays; -1 means "not in the vocabulary"."""
+        self._check_fitted()
+        users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
+        items = np.asarray(item_idx, dtype=np.int64).reshape(-1)
+        if users.shape != items.shape:
+            raise ValueError(f"user_idx has {users.size} entries but item_idx has {items.size}")
+        for name, arr, n in (("user_idx", users, self.n_users), ("item_idx", items, self.n_items)):
+            bad = np.flatnonzero((arr < -1) | (arr >= n))
+            if len(bad):
+                raise IndexError(f"{name}[{bad[0]}] = {arr[bad[0]]} is outside -1..{n - 1}")
+        known = self.known_mask(users, items)
+        out = self._fallback_scores(users, items)
+        if known.any():
+            out[known] = self._score(users[known], items[known])
+        low, high = self.rating_scale
+        return np.clip(out, low, high).astype(np.float32)
+
+    def known_mask(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """True where the model scores the pair itself (both have training ratings)."""
+        users = np.asarray(user_idx, dtype=np.int64)
+        items = np.asarray(item_idx, dtype=np.int64)
+        ok = (users >= 0) & (items >= 0)
+        ok[ok] = self.user_seen[users[ok]] & self.item_seen[items[ok]]
+        return ok
+
+    def recommend(
+        self, user_id: object, k: int = 10, *, exclude_seen: bool = True
+    ) -> list[tuple[object, float]]:
+        """Top-``k`` items for a raw user id, as ``(item_id, predicted rating)``, best first.
+
+        Items the user rated in training are excluded (``exclude_seen``). Ties are broken by item
+        index so the order is deterministic.
+
+        Raises:
+            KeyError: the user id is not in the vocabulary.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        user_idx = self.users.index_of(user_id)
+        if user_idx < 0:
+            raise KeyError(f"unknown user id {user_id!r}")
+        items = np.arange(self.n_items)
+        scores = self.predict(np.full(self.n_items, user_idx), items).astype(np.float64)
+        if exclude_seen:
+            seen = self._seen_items(user_idx)
+            scores[seen] = -np.inf
+        n_candidates = int(np.isfinite(scores).sum())
+        k = min(k, n_candidates)
+        order = np.lexsort((items, -scores))[:k]
+        return [(self.items.ids[i].item(), float(scores[i])) for i in order]
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.json`` and ``weights.safetensors`` into the folder ``path``."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "base.user_seen": self.user_seen.astype(np.uint8),
+            "base.item_seen": self.item_seen.astype(np.uint8),
+            "base.user_bias": self._user_bias,
+            "base.item_bias": self._item_bias,
+            "base.seen_indptr": self._seen_indptr,
+            "base.seen_items": self._seen_item_idx,
+        }
+        for key, value in self._state().items():
+            arrays[f"model.{key}"] = np.ascontiguousarray(value)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": self.model_name,
+            "config": self.config.to_dict(),
+            "users": self.users.to_list(),
+            "items": self.items.to_list(),
+            "rating_scale": list(self.rating_scale),
+            "global_mean": self.global_mean,
+            "fallback_mean": self._fallback_mean,
+            "history": dataclasses.asdict(self.history),
+            "extra": self._extra_meta(),
+            "versions": {
+                "autorec": autorec.__version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+        }
+        # Write to temporary names first so a crash never leaves a half-written model behind.
+        tmp_weights = path / "weights.safetensors.tmp"
+        tmp_meta = path / "model.json.tmp"
+        save_file(arrays, str(tmp_weights))
+        tmp_meta.write_text(json.dumps(meta, indent=1))
+        tmp_weights.replace(path / "weights.safetensors")
+        tmp_meta.replace(path / "model.json")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model saved by :meth:`save` (any registered model when called on the base)."""
+        from autorec.models import get_model_class
+
+        path = Path(path)
+        meta_file = path / "model.json"
+        if not meta_file.is_file():
+            raise ConfigError(f"no saved model in {path} (missing {meta_file.name})")
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ConfigError(
+                f"{meta_file}: format_version {meta.get('format_version')} is not supported"
+            )
+        model_cls = get_model_class(meta["model"])
+        if cls is not Recommender and not issubclass(model_cls, cls):
+            raise ConfigError(f"{path} holds a {meta['model']} model, not {cls.__name__}")
+        model = model_cls(model_cls.config_class.from_dict(meta["config"]))
+        arrays = load_file(str(path / "weights.safetensors"))
+        model.users = IdIndex.from_list(meta["users"])
+        model.items = IdIndex.from_list(meta["items"])
+        model.n_users, model.n_items = len(model.users), len(model.items)
+        model.rating_scale = (float(meta["rating_scale"][0]), float(meta["rating_scale"][1]))
+        model.global_mean = float(meta["global_mean"])
+        model._fallback_mean = float(meta["fallback_mean"])
+        model.user_seen = arrays["base.user_seen"].astype(bool)
+        model.item_seen = arrays["base.item_seen"].astype(bool)
+        model._user_bias = arrays["base.user_bias"]
+        model._item_bias = arrays["base.item_bias"]
+        model._seen_indptr = arrays["base.seen_indptr"]
+        model._seen_item_idx = arrays["base.seen_items"]
+        model.history = FitHistory(**meta.get("history", {}))
+        state = {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")}
+        model._load_state(state, meta.get("extra", {}))
+        model._fitted = True
+        return model
+
+    # -- for subclasses ----------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, train: Ratings, val: Ratings | None) -> None:
+        """Learn the model's parameters. Raise ModelFitError on divergence."""
+
+    @abstractmethod
+    def _score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Raw scores for pairs whose user and item both have training ratings."""
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays to save (float32 / int arrays)."""
+        return {}
+
+    def _load_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        """Restore what :meth:`_state` and :meth:`_extra_meta` returned."""
+
+    def _extra_meta(self) -> dict[str, Any]:
+        """JSON-able values to save beside the config."""
+        return {}
+
+    # -- fallback ----------------------------------------------------------------------------
+    def _fit_fallback(self, train: Ratings) -> None:
+        from autorec.models.baselines import fit_biases
+
+        self._fallback_mean = self.global_mean
+        self._user_bias, self._item_bias = fit_biases(train, self.global_mean)
+        indptr, item_idx, _, _ = train.csr("user")
+        self._seen_indptr, self._seen_item_idx = indptr, item_idx
+
+    def _fallback_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        low, high = self.rating_scale
+        if self.config.fallback == "constant":
+            value = (
+                self.config.fallback_rating
+                if self.config.fallback_rating is not None
+                else (low + high) / 2.0
+            )
+            return np.full(users.shape, value, dtype=np.float64)
+        out = np.full(users.shape, self._fallback_mean, dtype=np.float64)
+        has_user = users >= 0
+        has_item = items >= 0
+        out[has_user] += self._user_bias[users[has_user]]
+        out[has_item] += self._item_bias[items[has_item]]
+        return out
+
+    def _seen_items(self, user_idx: int) -> np.ndarray:
+        return self._seen_item_idx[self._seen_indptr[user_idx] : self._seen_indptr[user_idx + 1]]
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")

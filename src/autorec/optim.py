@@ -1,0 +1,81 @@
+"""A memory-lean full-batch RProp.
+
+Resilient propagation (Riedmiller and Braun 1993; the variant without weight backtracking that
+``torch.optim.Rprop`` implements, often called iRprop-): every parameter has its own step size,
+which grows by ``etaplus`` while the gradient keeps its sign, shrinks by ``etaminus`` when the sign
+flips (and that step is skipped), and stays within ``step_sizes``; the update is
+``theta -= step * sign(grad)``.
+
+The algorithm only ever uses the *sign* of the previous gradient, so this implementation keeps it
+as int8 instead of a float32 copy of the gradient, and updates each parameter in row chunks so its
+temporaries stay small. For I-AutoRec on Netflix (two 480,189 x 500 matrices) that is 2.4 GB of
+optimiser state and tens of MB of temporaries instead of 7.7 GB and several GB. The arithmetic is
+the same as ``torch.optim.Rprop``'s, so results agree with it (a test checks this).
+
+References:
+    M. Riedmiller, H. Braun. A direct adaptive method for faster backpropagation learning: the
+    RPROP algorithm. IEEE International Conference on Neural Networks, 1993.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 temporaries per chunk
+
+
+class LeanRprop(torch.optim.Optimizer):
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float = 0.01,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50.0),
+    ) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not 0.0 < etas[0] < 1.0 < etas[1]:
+            raise ValueError(f"etas must satisfy 0 < etaminus < 1 < etaplus, got {etas}")
+        super().__init__(params, {"lr": lr, "etas": etas, "step_sizes": step_sizes})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            etaminus, etaplus = group["etas"]
+            step_min, step_max = group["step_sizes"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step_size"] = torch.full_like(p, group["lr"])
+                    state["prev_sign"] = torch.zeros_like(p, dtype=torch.int8)
+                flat_p = p.view(-1)
+                flat_g = p.grad.reshape(-1)
+                flat_step = state["step_size"].view(-1)
+                flat_prev = state["prev_sign"].view(-1)
+                for start in range(0, flat_p.numel(), _CHUNK_ELEMENTS):
+                    end = start + _CHUNK_ELEMENTS
+                    sign = torch.sign(flat_g[start:end]).to(torch.int8)  # (chunk,)
+                    agree = sign * flat_prev[start:end]  # +1 same sign, -1 flipped, 0 either zero
+                    factor = torch.where(
+                        agree > 0,
+                        torch.tensor(etaplus, dtype=p.dtype, device=p.device),
+                        torch.where(
+                            agree < 0,
+                            torch.tensor(etaminus, dtype=p.dtype, device=p.device),
+                            torch.tensor(1.0, dtype=p.dtype, device=p.device),
+                        ),
+                    )
+                    step = flat_step[start:end]
+                    step.mul_(factor).clamp_(step_min, step_max)
+                    sign.masked_fill_(agree < 0, 0)  # after a sign flip, skip this step
+                    flat_p[start:end].addcmul_(sign.to(p.dtype), step, value=-1)
+                    flat_prev[start:end].copy_(sign)
+        return loss

@@ -1,0 +1,135 @@
+"""The evaluation protocol of Sedhain et al. (2015), Sec. 3, for any registered model.
+
+For one seed:
+
+1. split the ratings at random into 90% train and 10% test, and hold out 10% of train as
+   validation (:func:`autorec.data.paper_split`);
+2. fit one model per point of the model's tuning grid (AutoRec: lambda in
+   {0.001, 0.01, 0.1, 1, 100, 1000}) on train, early-stopping on validation, and keep the point
+   with the lowest validation RMSE;
+3. retrain that point on train + validation (all the 90%) for the number of epochs validation
+   chose (``retrain=False`` keeps the validation-stopped model instead);
+4. score the test set; test ratings whose user or item has no training rating get the model's
+   fallback (paper: 3) and are counted.
+
+The test set is touched once, after every choice is made.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autorec.data.ratings import Ratings
+from autorec.data.split import Split, paper_split
+from autorec.evaluation import evaluate
+from autorec.models import make_model
+from autorec.models.base import Recommender
+
+log = logging.getLogger(__name__)
+
+
+def merge(a: Ratings, b: Ratings) -> Ratings:
+    """Union of two rating sets over the same vocabularies (e.g. train + validation)."""
+    if a.users != b.users or a.items != b.items:
+        raise ValueError("cannot merge ratings with different vocabularies")
+    ts = None
+    if a.timestamp is not None and b.timestamp is not None:
+        ts = np.concatenate([a.timestamp, b.timestamp])
+    return Ratings(
+        user_idx=np.concatenate([a.user_idx, b.user_idx]),
+        item_idx=np.concatenate([a.item_idx, b.item_idx]),
+        rating=np.concatenate([a.rating, b.rating]),
+        users=a.users,
+        items=a.items,
+        rating_scale=a.rating_scale,
+        timestamp=ts,
+    )
+
+
+@dataclass
+class ProtocolResult:
+    record: dict[str, Any]  # one entry of the "runs" list of the evaluate JSON
+    model: Recommender  # the model that was tested
+    split: Split
+    candidates: list[dict[str, Any]]  # every grid point with its validation RMSE
+
+
+def grid_points(grid: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Cartesian product of a tuning grid, in a fixed order."""
+    if not grid:
+        return [{}]
+    keys = sorted(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def _val_rmse(model: Recommender, val: Ratings) -> float:
+    if model.history.best_val_rmse is not None:
+        return float(model.history.best_val_rmse)
+    return evaluate(model, val)["rmse"]
+
+
+def run_protocol(
+    ratings: Ratings,
+    model_name: str,
+    *,
+    seed: int,
+    overrides: dict[str, Any] | None = None,
+    grid: dict[str, tuple[Any, ...]] | None = None,
+    retrain: bool = True,
+    split: Split | None = None,
+) -> ProtocolResult:
+    """One run of the paper's protocol (see the module docstring)."""
+    overrides = dict(overrides or {})
+    overrides.setdefault("seed", seed)
+    split = split if split is not None else paper_split(ratings, seed=seed)
+    if split.val is None:
+        raise ValueError("the protocol needs a split with a validation set")
+    started = time.perf_counter()
+    candidates = []
+    best: tuple[float, dict[str, Any], Recommender] | None = None
+    for point in grid_points(grid or {}):
+        model = make_model(model_name, **{**overrides, **point})
+        model.fit(split.train, split.val)
+        val_rmse = _val_rmse(model, split.val)
+        candidates.append({**point, "val_rmse": val_rmse, "best_epoch": model.history.best_epoch})
+        log.info("%s %s: validation RMSE %.4f", model_name, point or "(no tuning)", val_rmse)
+        if best is None or val_rmse < best[0]:
+            best = (val_rmse, point, model)
+    assert best is not None
+    val_rmse, point, model = best
+    chosen = {**point}
+    if retrain:
+        fixed = {**overrides, **point}
+        if "n_epochs" in type(model).config_class.__dataclass_fields__ and model.history.best_epoch:
+            fixed["n_epochs"] = model.history.best_epoch
+            chosen["n_epochs"] = model.history.best_epoch
+        history = model.history
+        model = make_model(model_name, **fixed).fit(merge(split.train, split.val))
+        # Keep the validation record of the run that chose the settings.
+        model.history.val_rmse = history.val_rmse
+        model.history.best_epoch = history.best_epoch
+    seconds = time.perf_counter() - started
+    metrics = evaluate(model, split.test)
+    summary = split.summary()
+    record = {
+        "seed": seed,
+        "test_rmse": metrics["rmse"],
+        "test_mae": metrics["mae"],
+        "val_rmse": val_rmse,
+        "n_train": summary["n_train"],
+        "n_val": summary["n_val"],
+        "n_test": summary["n_test"],
+        "n_test_fallback": metrics["n_fallback"],
+        "hyperparameters": chosen,
+        "candidates": candidates,
+        "epochs": model.history.n_epochs,
+        "train_seconds": seconds,
+        "epoch_seconds": model.history.epoch_seconds,
+    }
+    return ProtocolResult(record=record, model=model, split=split, candidates=candidates)

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from autorec.data import paper_split
+from autorec.errors import ConfigError, ModelFitError
+from autorec.evaluation import rmse
+from autorec.models import make_model
+from autorec.models.autorec import AutoRec, AutoRecConfig, AutoRecNet
+from autorec.models.baselines import BiasBaseline
+from autorec.models.sparse import SparseRows
+
+from .contract import RecommenderContract
+
+FAST = dict(hidden=(16,), lam=1.0, n_epochs=60, patience=10)
+
+
+class TestIAutoRecContract(RecommenderContract):
+    def make_model(self, seed: int = 0) -> AutoRec:
+        return AutoRec(AutoRecConfig(variant="item", seed=seed, **FAST))
+
+
+class TestUAutoRecContract(RecommenderContract):
+    def make_model(self, seed: int = 0) -> AutoRec:
+        return AutoRec(AutoRecConfig(variant="user", seed=seed, **FAST))
+
+
+class TestDeepAdamBiasFallbackContract(RecommenderContract):
+    def make_model(self, seed: int = 0) -> AutoRec:
+        return AutoRec(
+            AutoRecConfig(
+                hidden=(16, 8, 16), optimizer="adam", lr=0.01, batch_size=16, n_epochs=40,
+                patience=10, fallback="bias", seed=seed, lam=1.0,
+            )
+        )
+
+
+def _model_with_weights(tiny, engine: str = "sparse", lam: float = 2.0) -> tuple[AutoRec, SparseRows]:
+    """I-AutoRec on ``tiny`` with k = 1, f = g = identity and hand-set weights:
+    V = [0.1, 0.2, 0.3] (one weight per user), mu = 0, W = [1, 2, -1], b = [0, 0, 0]."""
+    model = AutoRec(AutoRecConfig(hidden=(1,), f="identity", g="identity", lam=lam, engine=engine))
+    model.users, model.items = tiny.users, tiny.items
+    model.n_users, model.n_items, model.rating_scale = 3, 2, (1.0, 5.0)
+    model.net = AutoRecNet(3, (1,), "identity", "identity", (1.0, 5.0), torch.Generator())
+    with torch.no_grad():
+        model.net.encoder.copy_(torch.tensor([[0.1], [0.2], [0.3]]))
+        model.net.encoder_bias.zero_()
+        model.net.decoder.copy_(torch.tensor([[1.0], [2.0], [-1.0]]))
+        model.net.decoder_bias.zero_()
+    model.engine = engine
+    x = model._sparse(tiny, torch.device("cpu"))
+    return model, x
+
+
+@pytest.mark.parametrize("engine", ["sparse", "dense"])
+def test_loss_and_gradient_known_answer(tiny, engine) -> None:
+    # Item columns: r(i0) = [5, 4, -] and r(i1) = [3, -, 1] (users 0, 1, 2; "-" unobserved).
+    # h(i0) = 0.1*5 + 0.2*4 = 1.3 -> outputs [1.3, 2.6, -1.3]; errors at observed: -3.7, -1.4
+    # h(i1) = 0.1*3 + 0.3*1 = 0.6 -> outputs [0.6, 1.2, -0.6]; errors at observed: -2.4, -1.6
+    # SSE = 13.69 + 1.96 + 5.76 + 2.56 = 23.97; lambda/2 (||W||^2 + ||V||^2) = 1 * (6 + 0.14)
+    model, x = _model_with_weights(tiny, engine)
+    loss, sse = model._objective(x, x, 1.0)
+    assert float(sse.detach()) == pytest.approx(23.97, abs=1e-4)
+    assert float(loss.detach()) == pytest.approx(30.11, abs=1e-4)
+    loss.backward()
+    net = model.net
+    # dL/dW_u = sum_i 2 err_iu h_i + lambda W_u: u0 = -7.4*1.3 - 4.8*0.6 + 2 = -10.5,
+    # u1 = -2.8*1.3 + 4 = 0.36, u2 = -3.2*0.6 - 2 = -3.92. The unobserved (u1, i1) and
+    # (u2, i0) entries add nothing (u1's gradient has no i1 term, u2's no i0 term).
+    np.testing.assert_allclose(net.decoder.grad.numpy().ravel(), [-10.5, 0.36, -3.92], atol=1e-4)
+    np.testing.assert_allclose(net.decoder_bias.grad.numpy(), [-12.2, -2.8, -3.2], atol=1e-4)
+    # dL/dh = W^T 2 err: h(i0) -> -7.4 - 5.6 = -13, h(i1) -> -4.8 + 3.2 = -1.6;
+    # dL/dV_u = sum_i dh_i r_iu + lambda V_u: u0 = -65 - 4.8 + 0.2, u1 = -52 + 0.4, u2 = -1.6 + 0.6
+    np.testing.assert_allclose(net.encoder.grad.numpy().ravel(), [-69.6, -51.6, -1.0], atol=1e-4)
+    assert float(net.encoder_bias.grad) == pytest.approx(-14.6, abs=1e-4)  # -13 - 1.6
+
+
+def test_biases_are_not_regularised(tiny) -> None:
+    model, x = _model_with_weights(tiny, lam=0.0)
+    with torch.no_grad():
+        model.net.decoder_bias.fill_(10.0)
+        model.net.encoder_bias.fill_(10.0)
+    loss0, sse0 = model._objective(x, x, 1.0)
+    model.config = model.config.replace(lam=5.0)
+    loss5, sse5 = model._objective(x, x, 1.0)
+    # lambda/2 (||W||^2 + ||V||^2) = 2.5 * 6.14 = 15.35; the biases (10 each) add nothing.
+    assert float(loss5 - loss0) == pytest.approx(15.35, abs=1e-3)
+
+
+def test_sparse_and_dense_engines_agree(low_rank) -> None:
+    split = paper_split(low_rank, seed=1)
+    preds = []
+    for engine in ("sparse", "dense"):
+        model = AutoRec(AutoRecConfig(hidden=(8,), n_epochs=5, engine=engine, seed=2))
+        model.fit(split.train, split.val)
+        preds.append(model.predict(split.test.user_idx, split.test.item_idx))
+        assert model.engine == engine
+    np.testing.assert_allclose(preds[0], preds[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["item", "user"])
+def test_test_ratings_never_change_predictions(low_rank, variant) -> None:
+    # Leakage: train twice on the same train/val, with the test ratings scrambled in between;
+    # everything the model outputs must be bit-for-bit identical.
+    split = paper_split(low_rank, seed=0)
+    cfg = AutoRecConfig(variant=variant, hidden=(8,), n_epochs=15, seed=0)
+    first = AutoRec(cfg).fit(split.train, split.val)
+    all_pairs = (np.repeat(np.arange(low_rank.n_users), low_rank.n_items),
+                 np.tile(np.arange(low_rank.n_items), low_rank.n_users))
+    before = first.predict(*all_pairs)
+    rng = np.random.default_rng(9)
+    scrambled = split.test.subset(np.arange(split.test.n_ratings))
+    scrambled.rating[:] = rng.integers(1, 6, scrambled.n_ratings)
+    second = AutoRec(cfg).fit(split.train, split.val)
+    np.testing.assert_array_equal(before, second.predict(*all_pairs))
+    # Predicting the test pairs uses the training inputs only, whatever the test ratings say.
+    np.testing.assert_array_equal(
+        first.predict(split.test.user_idx, split.test.item_idx),
+        second.predict(scrambled.user_idx, scrambled.item_idx),
+    )
+
+
+def test_input_never_contains_validation_or_test(low_rank) -> None:
+    split = paper_split(low_rank, seed=0)
+    model = AutoRec(AutoRecConfig(hidden=(4,), n_epochs=2)).fit(split.train, split.val)
+    # The model's input matrix holds exactly the training ratings (I-AutoRec: rows are items).
+    assert model._train_x.nnz == split.train.n_ratings
+    dense = model._train_x.to_dense().numpy()
+    expected = np.zeros_like(dense)
+    expected[split.train.item_idx, split.train.user_idx] = split.train.rating
+    np.testing.assert_array_equal(dense, expected)
+
+
+@pytest.mark.parametrize("variant", ["item", "user"])
+def test_beats_bias_baseline_on_low_rank_data(variant) -> None:
+    # Rank-3 structure that biases alone cannot capture (conftest.low_rank_ratings).
+    from .conftest import low_rank_ratings
+
+    data = low_rank_ratings(n_users=300, n_items=200, density=0.25, noise=0.1, seed=5)
+    split = paper_split(data, seed=0)
+    bias = BiasBaseline().fit(split.train)
+    auto = AutoRec(AutoRecConfig(variant=variant, hidden=(32,), lam=10.0, seed=0)).fit(
+        split.train, split.val
+    )
+    test = split.test
+    bias_rmse = rmse(test.rating, bias.predict(test.user_idx, test.item_idx))
+    auto_rmse = rmse(test.rating, auto.predict(test.user_idx, test.item_idx))
+    assert auto_rmse < bias_rmse - 0.03, (auto_rmse, bias_rmse)
+
+
+@pytest.mark.parametrize("optimizer", ["rprop", "lbfgs", "adam"])
+def test_every_optimizer_lowers_training_error(low_rank, optimizer) -> None:
+    model = AutoRec(AutoRecConfig(hidden=(8,), optimizer=optimizer, n_epochs=8, seed=0))
+    model.fit(low_rank)
+    assert model.history.n_epochs == 8  # no validation: runs every epoch
+    assert model.history.train_rmse[-1] < model.history.train_rmse[0]
+
+
+def test_early_stopping_keeps_best_epoch(low_rank_split) -> None:
+    model = AutoRec(AutoRecConfig(hidden=(32,), lam=0.001, n_epochs=300, patience=5, seed=0))
+    model.fit(low_rank_split.train, low_rank_split.val)
+    hist = model.history
+    assert hist.n_epochs < 300
+    assert hist.best_epoch == int(np.argmin(hist.val_rmse)) + 1
+    assert hist.n_epochs - hist.best_epoch == 5
+    # The kept weights are those of the best epoch: their validation RMSE is the minimum.
+    val = low_rank_split.val
+    pred = model.predict(val.user_idx, val.item_idx)
+    assert rmse(val.rating, pred) == pytest.approx(min(hist.val_rmse), abs=1e-5)
+
+
+@pytest.mark.parametrize("f", ["identity", "sigmoid", "relu", "tanh", "elu", "selu"])
+def test_every_output_activation_trains(low_rank_split, f) -> None:
+    model = AutoRec(AutoRecConfig(hidden=(8,), f=f, g="sigmoid", n_epochs=10, seed=0))
+    model.fit(low_rank_split.train, low_rank_split.val)
+    assert math.isfinite(model.history.best_val_rmse)
+
+
+def test_bounded_output_reaches_the_whole_scale(tiny) -> None:
+    net = AutoRecNet(3, (2,), "sigmoid", "sigmoid", (1.0, 5.0), torch.Generator())
+    out = net._output(torch.tensor([-50.0, 0.0, 50.0]))
+    np.testing.assert_allclose(out.numpy(), [1.0, 3.0, 5.0], atol=1e-5)
+
+
+def test_divergence_raises(low_rank) -> None:
+    # Identity activations and an absurd step: weights reach ~1e20, products overflow float32.
+    model = AutoRec(AutoRecConfig(hidden=(8,), optimizer="adam", lr=1e20, f="identity", g="identity", n_epochs=50))
+    with pytest.raises(ModelFitError, match="diverged"):
+        model.fit(low_rank)
+
+
+def test_input_dropout_changes_training_but_is_reproducible(low_rank_split) -> None:
+    test = low_rank_split.test
+    kwargs = dict(hidden=(8,), n_epochs=5, seed=1)
+    plain = AutoRec(AutoRecConfig(**kwargs)).fit(low_rank_split.train)
+    noisy1 = AutoRec(AutoRecConfig(input_dropout=0.3, **kwargs)).fit(low_rank_split.train)
+    noisy2 = AutoRec(AutoRecConfig(input_dropout=0.3, **kwargs)).fit(low_rank_split.train)
+    p1 = noisy1.predict(test.user_idx, test.item_idx)
+    np.testing.assert_array_equal(p1, noisy2.predict(test.user_idx, test.item_idx))
+    assert not np.array_equal(p1, plain.predict(test.user_idx, test.item_idx))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(variant="both"), dict(hidden=()), dict(f="softmax"), dict(lam=-1.0),
+     dict(optimizer="sgd"), dict(input_dropout=1.0), dict(engine="gpu"), dict(n_epochs=0)],
+)
+def test_bad_config_is_a_clear_error(bad) -> None:
+    with pytest.raises(ConfigError):
+        AutoRecConfig(**bad)
+
+
+def test_registry_names_the_orientation() -> None:
+    assert make_model("i-autorec").config.variant == "item"
+    assert make_model("u-autorec").config.variant == "user"
+    assert make_model("u-autorec").model_name == "u-autorec"
+    with pytest.raises(ConfigError, match="known models"):
+        make_model("svd")
+    with pytest.raises(ConfigError, match="no option"):
+        make_model("bias", lam=1.0)

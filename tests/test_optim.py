@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autorec import optim as lean
+from autorec.optim import LeanRprop
+
+
+def _run(opt_cls, steps: int = 25) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(37, 5, generator=g, requires_grad=True)
+    b = torch.randn(11, generator=g, requires_grad=True)
+    target = torch.randn(37, 5, generator=g)
+    opt = opt_cls([a, b], lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((a - target) ** 2).sum() + (b.sin() ** 2).sum() + (a.sum() * b[0]) ** 2
+        loss.backward()
+        opt.step()
+    return [a.detach().clone(), b.detach().clone()]
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 22])
+def test_lean_rprop_matches_torch_rprop(monkeypatch, chunk) -> None:
+    # Same algorithm (iRprop-, torch's defaults etas=(0.5, 1.2), step_sizes=(1e-6, 50)): the
+    # parameters must agree exactly after many steps, also when updated in small chunks.
+    monkeypatch.setattr(lean, "_CHUNK_ELEMENTS", chunk)
+    ours = _run(LeanRprop)
+    theirs = _run(lambda p, lr: torch.optim.Rprop(p, lr=lr, foreach=False))
+    for x, y in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_state_is_small() -> None:
+    p = torch.zeros(100, 10, requires_grad=True)
+    opt = LeanRprop([p])
+    p.grad = torch.ones_like(p)
+    opt.step()
+    assert opt.state[p]["prev_sign"].dtype == torch.int8
+    # one step of size lr = 0.01 against the gradient's sign
+    assert torch.allclose(p, torch.full_like(p, -0.01))
