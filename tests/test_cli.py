@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autorec.cli import main
-from tests.models.conftest import low_rank_ratings
+from tests.conftest import low_rank_ratings
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +33,45 @@ FAST = ["--hidden", "8", "--epochs", "30", "--patience", "5", "--quiet"]
 def test_train_saves_predicts_and_recommends(ratings_file, tmp_path, capsys) -> None:
     out = tmp_path / "model"
     js = tmp_path / "run.json"
-    rc = main(["train", *_data_args(ratings_file), "--model", "i-autorec", *FAST,
-               "--output", str(out), "--json", str(js), "--lambda", "1"])
+    rc = main(
+        [
+            "train",
+            *_data_args(ratings_file),
+            "--model",
+            "i-autorec",
+            *FAST,
+            "--output",
+            str(out),
+            "--json",
+            str(js),
+            "--lambda",
+            "1",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "test RMSE" in printed and str(out) in printed
     payload = json.loads(js.read_text())
-    assert {"dataset", "model", "config", "runs", "test_rmse_mean", "test_rmse_ci95"} <= set(payload)
+    assert {"dataset", "model", "config", "runs", "test_rmse_mean", "test_rmse_ci95"} <= set(
+        payload
+    )
     run = payload["runs"][0]
-    for key in ("seed", "test_rmse", "test_mae", "val_rmse", "n_train", "n_val", "n_test",
-                "n_test_fallback", "hyperparameters", "epochs", "train_seconds", "epoch_seconds"):
+    for key in (
+        "seed",
+        "test_rmse",
+        "test_mae",
+        "val_rmse",
+        "n_train",
+        "n_val",
+        "n_test",
+        "n_test_fallback",
+        "hyperparameters",
+        "epochs",
+        "train_seconds",
+        "epoch_seconds",
+    ):
         assert key in run
-    assert run["n_train"] + run["n_val"] + run["n_test"] == sum(
-        1 for _ in ratings_file.open()) - 1
+    assert run["n_train"] + run["n_val"] + run["n_test"] == sum(1 for _ in ratings_file.open()) - 1
     assert len(run["epoch_seconds"]) == run["epochs"]
     assert payload["test_rmse_mean"] == pytest.approx(run["test_rmse"])
 
@@ -63,8 +89,12 @@ def test_train_saves_predicts_and_recommends(ratings_file, tmp_path, capsys) -> 
 
 def test_unknown_ids_are_one_line_errors(ratings_file, tmp_path, capsys) -> None:
     out = tmp_path / "model"
-    assert main(["train", *_data_args(ratings_file), "--model", "bias", "--quiet",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            ["train", *_data_args(ratings_file), "--model", "bias", "--quiet", "--output", str(out)]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["predict", "--model-dir", str(out), "--user", "nobody", "--item", "m7"]) == 2
     err = capsys.readouterr().err
@@ -72,15 +102,41 @@ def test_unknown_ids_are_one_line_errors(ratings_file, tmp_path, capsys) -> None
     assert main(["recommend", "--model-dir", str(out), "--user", "nobody"]) == 2
     assert "nobody" in capsys.readouterr().err
     # With --allow-unknown the fallback answers: the bias model's mu + b_i for an unknown user.
-    assert main(["predict", "--model-dir", str(out), "--user", "nobody", "--item", "m7",
-                 "--allow-unknown"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model-dir",
+                str(out),
+                "--user",
+                "nobody",
+                "--item",
+                "m7",
+                "--allow-unknown",
+            ]
+        )
+        == 0
+    )
     assert "(fallback)" in capsys.readouterr().out
 
 
 def test_evaluate_runs_the_protocol_and_writes_json(ratings_file, tmp_path, capsys) -> None:
     js = tmp_path / "eval.json"
-    rc = main(["evaluate", *_data_args(ratings_file), "--model", "i-autorec", *FAST,
-               "--runs", "2", "--lambdas", "0.1,10", "--json", str(js)])
+    rc = main(
+        [
+            "evaluate",
+            *_data_args(ratings_file),
+            "--model",
+            "i-autorec",
+            *FAST,
+            "--runs",
+            "2",
+            "--lambdas",
+            "0.1,10",
+            "--json",
+            str(js),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "95% CI" in printed
@@ -101,14 +157,19 @@ def test_evaluate_runs_the_protocol_and_writes_json(ratings_file, tmp_path, caps
         (["train", "--model", "nope", "--dataset", "ml-1m"], "invalid choice"),
         (["train", "--model", "bias", "--dataset", "x", "--hidden", "a,b"], "integers"),
         (["train", "--model", "bias", "--dataset", "x", "--epochs", "0"], ">= 1"),
-        (["predict", "--model-dir", "/nonexistent/dir", "--user", "1", "--item", "2"],
-         "no saved model"),
+        (
+            ["predict", "--model-dir", "/nonexistent/dir", "--user", "1", "--item", "2"],
+            "no saved model",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_errors(argv, needle, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AUTOREC_DATA_DIR", str(tmp_path))
-    with pytest.raises(SystemExit) if argv[2] == "nope" or "--hidden" in argv or "--epochs" in argv \
-            else _no_exit():
+    with (
+        pytest.raises(SystemExit)
+        if argv[2] == "nope" or "--hidden" in argv or "--epochs" in argv
+        else _no_exit()
+    ):
         rc = main(argv)
         assert rc == 2
     err = capsys.readouterr().err

@@ -7,7 +7,6 @@ import pytest
 
 from autorec.evaluation import evaluate, mae, mean_ci95, rmse
 from autorec.models.baselines import BiasBaseline
-from tests.models.conftest import tiny  # noqa: F401  (fixture)
 
 
 def test_rmse_and_mae_on_hand_numbers() -> None:

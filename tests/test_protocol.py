@@ -5,7 +5,6 @@ import pytest
 
 from autorec.data import paper_split
 from autorec.protocol import grid_points, merge, run_protocol
-from tests.models.conftest import low_rank  # noqa: F401  (fixture)
 
 
 def test_grid_points_is_the_cartesian_product_in_fixed_order() -> None:
@@ -24,7 +23,10 @@ def test_merge_restores_the_training_part(low_rank) -> None:
 def test_protocol_picks_the_lowest_validation_rmse_and_retrains(low_rank) -> None:
     grid = {"lam": (0.001, 10.0)}
     result = run_protocol(
-        low_rank, "i-autorec", seed=0, grid=grid,
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid=grid,
         overrides={"hidden": (8,), "n_epochs": 40, "patience": 5},
     )
     cands = result.candidates

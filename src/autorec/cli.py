@@ -31,7 +31,9 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -100,10 +102,19 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, help="input dropout (denoising), default 0")
     g.add_argument("--engine", choices=("auto", "sparse", "dense"))
     g.add_argument("--device", help="cpu, cuda, cuda:N or auto")
-    g.add_argument("--fallback", choices=("constant", "bias"),
-                   help="prediction for unseen users/items: constant mid-scale (paper) or biases")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other config field, e.g. --set min_epochs=50 (repeatable)")
+    g.add_argument(
+        "--fallback",
+        choices=("constant", "bias"),
+        help="prediction for unseen users/items: constant mid-scale (paper) or biases",
+    )
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other config field, e.g. --set min_epochs=50 (repeatable)",
+    )
     p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
 
 
@@ -151,8 +162,12 @@ def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- train / evaluate -----------------------------------------------------------------------------
 def _run_record(
-    seed: int, model: Any, split: Any, test_metrics: dict[str, float] | None,
-    hyperparameters: dict[str, Any], train_seconds: float,
+    seed: int,
+    model: Any,
+    split: Any,
+    test_metrics: dict[str, float] | None,
+    hyperparameters: dict[str, Any],
+    train_seconds: float,
 ) -> dict[str, Any]:
     summary = split.summary() if split is not None else {}
     return {
@@ -226,7 +241,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if _is_main_process():
         model.save(out_dir)
         record = _run_record(args.seed, model, split, metrics, overrides, seconds)
-        _write_json(args.json, _summary_json(dataset.name, args.model, model.config.to_dict(), [record]))
+        _write_json(
+            args.json, _summary_json(dataset.name, args.model, model.config.to_dict(), [record])
+        )
         if metrics is not None:
             assert split is not None and split.val is not None
             val_rmse = model.history.best_val_rmse
@@ -234,13 +251,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             if val_rmse is None:
                 val_rmse = evaluate(model, split.val)["rmse"]
             print(
-                f"{args.model} on {dataset.name} (seed {args.seed}): test RMSE {metrics['rmse']:.4f}"
+                f"{args.model} on {dataset.name} (seed {args.seed}): "
+                f"test RMSE {metrics['rmse']:.4f}"
                 f"  MAE {metrics['mae']:.4f}  ({metrics['n_fallback']} of {metrics['n']} test "
                 f"ratings by fallback); validation RMSE {val_rmse:.4f}{stopped}; {seconds:.1f} s"
             )
         else:
-            print(f"{args.model} trained on all {dataset.ratings.n_ratings} ratings of "
-                  f"{dataset.name} in {seconds:.1f} s ({model.history.n_epochs} epochs)")
+            print(
+                f"{args.model} trained on all {dataset.ratings.n_ratings} ratings of "
+                f"{dataset.name} in {seconds:.1f} s ({model.history.n_epochs} epochs)"
+            )
         print(f"model saved to {out_dir}")
     return 0
 
@@ -263,6 +283,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             retrain=not args.no_retrain,
         )
         runs.append(result.record)
+        if not _is_main_process():
+            continue
         print(
             f"run {len(runs)}/{args.runs} seed {seed}: test RMSE {result.record['test_rmse']:.4f}"
             f"  MAE {result.record['test_mae']:.4f}  "
@@ -270,6 +292,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"({result.record['train_seconds']:.1f} s)",
             flush=True,
         )
+    if not _is_main_process():
+        return 0
     rmses = [r["test_rmse"] for r in runs]
     mean, ci = mean_ci95(rmses)
     mae_mean, _ = mean_ci95([r["test_mae"] for r in runs])
@@ -348,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     register(sub)
 
-    p = sub.add_parser("train", parents=[common], help="train one model on one paper split (or on all ratings)")
+    p = sub.add_parser(
+        "train", parents=[common], help="train one model on one paper split (or on all ratings)"
+    )
     add_dataset_arguments(p)
     _add_model_arguments(p)
     p.add_argument("--output", help="model folder (default runs/<dataset>-<model>-<seed>/)")
@@ -356,13 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-test", action="store_true", help="train on all ratings, no evaluation")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", parents=[common], help="the paper's protocol: R random splits, tuned on validation")
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="the paper's protocol: R random splits, tuned on validation",
+    )
     add_dataset_arguments(p)
     _add_model_arguments(p)
     p.add_argument("--runs", type=_positive_int, default=5, help="number of splits (default 5)")
     p.add_argument("--lambdas", type=_floats, help="lambda grid (default the paper's)")
-    p.add_argument("--no-retrain", action="store_true",
-                   help="test the validation-stopped model instead of retraining on train+val")
+    p.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="test the validation-stopped model instead of retraining on train+val",
+    )
     p.add_argument("--json", help="write all runs and the summary as JSON")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -370,10 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", required=True)
     p.add_argument("--user", required=True, help="raw user id")
     p.add_argument("--item", required=True, help="raw item id")
-    p.add_argument("--allow-unknown", action="store_true", help="answer unknown ids with the fallback")
+    p.add_argument(
+        "--allow-unknown", action="store_true", help="answer unknown ids with the fallback"
+    )
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("recommend", parents=[common], help="top-k unseen items for a user with a saved model")
+    p = sub.add_parser(
+        "recommend", parents=[common], help="top-k unseen items for a user with a saved model"
+    )
     p.add_argument("--model-dir", required=True)
     p.add_argument("--user", required=True, help="raw user id")
     p.add_argument("-k", type=_positive_int, default=10, help="number of items (default 10)")
@@ -401,6 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
+        if args.command in ("train", "evaluate"):
+            from autorec.distributed import setup, teardown
+
+            setup(getattr(args, "device", None))
+            try:
+                return int(args.func(args) or 0)
+            finally:
+                teardown()
         return int(args.func(args) or 0)
     except AutorecError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,7 +24,12 @@ from autorec.data.loaders import (
 )
 
 STATS_KEYS: tuple[str, ...] = (
-    "n_users", "n_items", "n_ratings", "rating_min", "rating_max", "density",
+    "n_users",
+    "n_items",
+    "n_ratings",
+    "rating_min",
+    "rating_max",
+    "density",
     "n_duplicates_dropped",
 )
 
@@ -51,24 +56,41 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that say which ratings to load (see :func:`dataset_from_args`)."""
     g = parser.add_argument_group("data set")
     g.add_argument(
-        "--dataset", required=True, metavar="NAME_OR_PATH",
+        "--dataset",
+        required=True,
+        metavar="NAME_OR_PATH",
         help=f"a known name ({', '.join(KNOWN_DATASETS)}), synthetic:PRESET, or a rating file",
     )
     g.add_argument(
-        "--data-dir", metavar="DIR",
+        "--data-dir",
+        metavar="DIR",
         help="where named sets live (default $AUTOREC_DATA_DIR, else ~/.cache/autorec)",
     )
-    g.add_argument("--sep", help="field separator of a custom file, e.g. , or :: or tab "
-                                 "(default: detected)")
-    g.add_argument("--columns", type=_columns, metavar="user,item,rating[,timestamp]",
-                   help="column order of a custom file; other names (e.g. _) are ignored")
+    g.add_argument(
+        "--sep", help="field separator of a custom file, e.g. , or :: or tab (default: detected)"
+    )
+    g.add_argument(
+        "--columns",
+        type=_columns,
+        metavar="user,item,rating[,timestamp]",
+        help="column order of a custom file; other names (e.g. _) are ignored",
+    )
     g.add_argument("--header", action="store_true", help="a custom file starts with a header line")
-    g.add_argument("--rating-scale", type=_scale, metavar="LOW,HIGH",
-                   help="rating scale; ratings outside it are an error (default: the data set's)")
-    g.add_argument("--duplicates", choices=DUPLICATE_POLICIES, default="last",
-                   help="repeated (user, item) pairs: keep the last (default), average, or fail")
-    g.add_argument("--download", action="store_true",
-                   help="download a missing named MovieLens set first")
+    g.add_argument(
+        "--rating-scale",
+        type=_scale,
+        metavar="LOW,HIGH",
+        help="rating scale; ratings outside it are an error (default: the data set's)",
+    )
+    g.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_POLICIES,
+        default="last",
+        help="repeated (user, item) pairs: keep the last (default), average, or fail",
+    )
+    g.add_argument(
+        "--download", action="store_true", help="download a missing named MovieLens set first"
+    )
 
 
 def dataset_from_args(args: argparse.Namespace) -> LoadedDataset:
@@ -101,7 +123,8 @@ class _StderrProgress:
         mib = done / 2**20
         text = (
             f"{self.name}: {mib:.1f} of {total / 2**20:.1f} MiB ({100 * done / total:.0f}%)"
-            if total else f"{self.name}: {mib:.1f} MiB"
+            if total
+            else f"{self.name}: {mib:.1f} MiB"
         )
         print(f"\r{text}", end="", file=sys.stderr, flush=True)
 
@@ -152,14 +175,26 @@ def register(subparsers: Any) -> None:
     sub = data.add_subparsers(dest="data_command", required=True, metavar="{download,stats}")
 
     p = sub.add_parser("download", help="download and verify an official MovieLens archive")
-    p.add_argument("name", metavar="NAME",
-                   help=f"one of {', '.join(n for n, i in KNOWN_DATASETS.items() if i.archive)}")
-    p.add_argument("--url", metavar="MIRROR_URL",
-                   help="full URL of the archive on a mirror (the pinned sha256 is still checked)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="where to put it (default $AUTOREC_DATA_DIR, else ~/.cache/autorec)")
-    p.add_argument("--sha256", metavar="HEX",
-                   help="expected digest; required for ml-latest, which has no pinned one")
+    p.add_argument(
+        "name",
+        metavar="NAME",
+        help=f"one of {', '.join(n for n, i in KNOWN_DATASETS.items() if i.archive)}",
+    )
+    p.add_argument(
+        "--url",
+        metavar="MIRROR_URL",
+        help="full URL of the archive on a mirror (the pinned sha256 is still checked)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where to put it (default $AUTOREC_DATA_DIR, else ~/.cache/autorec)",
+    )
+    p.add_argument(
+        "--sha256",
+        metavar="HEX",
+        help="expected digest; required for ml-latest, which has no pinned one",
+    )
     p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("stats", help="users, items, ratings, scale and density of a data set")
@@ -167,4 +202,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of a synthetic:PRESET (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
     p.set_defaults(func=_cmd_stats)
-

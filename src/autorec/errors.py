@@ -1,4 +1,4 @@
-"""Exceptions. The CLI turns every :class:`AutorecError` into a one-line message, never a traceback."""
+"""Exceptions. The CLI turns every :class:`AutorecError` into one line, never a traceback."""
 
 from __future__ import annotations
 

@@ -23,7 +23,9 @@ def test_download_success(tmp_path: Path, server: Server, monkeypatch: pytest.Mo
     server.routes["/mirror/ml-100k.zip"] = (body, "ok")
     calls: list[tuple[int, int | None]] = []
     folder = download_dataset(
-        "ml-100k", data_dir=tmp_path, url=server.url + "/mirror/ml-100k.zip",
+        "ml-100k",
+        data_dir=tmp_path,
+        url=server.url + "/mirror/ml-100k.zip",
         progress=lambda done, total: calls.append((done, total)),
     )
     assert folder == tmp_path / "ml-100k"
@@ -110,8 +112,11 @@ def test_zip_path_traversal_is_refused(
     [({"other/u.data": U_DATA}, "no ml-100k/ folder"), (None, "not a valid zip")],
 )
 def test_bad_archive_leaves_nothing(
-    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch,
-    members: dict[str, bytes] | None, what: str,
+    tmp_path: Path,
+    server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    members: dict[str, bytes] | None,
+    what: str,
 ) -> None:
     body = make_zip(members) if members else b"this is not a zip archive"
     pin(monkeypatch, "ml-100k", body)
@@ -128,10 +133,15 @@ def test_ml_latest_needs_an_explicit_digest(tmp_path: Path, server: Server) -> N
         download_dataset("ml-latest", data_dir=tmp_path, url=server.url + "/ml-latest.zip")
     assert server.hits == []
     with pytest.raises(DataError, match="sha256 mismatch"):
-        download_dataset("ml-latest", data_dir=tmp_path, url=server.url + "/ml-latest.zip",
-                         sha256="0" * 64)
-    download_dataset("ml-latest", data_dir=tmp_path, url=server.url + "/ml-latest.zip",
-                     sha256=hashlib.sha256(body).hexdigest())
+        download_dataset(
+            "ml-latest", data_dir=tmp_path, url=server.url + "/ml-latest.zip", sha256="0" * 64
+        )
+    download_dataset(
+        "ml-latest",
+        data_dir=tmp_path,
+        url=server.url + "/ml-latest.zip",
+        sha256=hashlib.sha256(body).hexdigest(),
+    )
     assert load_dataset("ml-latest", data_dir=tmp_path).ratings.rating.tolist() == [4.5]
 
 

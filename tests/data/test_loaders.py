@@ -19,15 +19,26 @@ from autorec.errors import ConfigError, DataError
 from tests.data.conftest import need
 
 STATS_KEYS = {
-    "n_users", "n_items", "n_ratings", "rating_min", "rating_max", "density",
+    "n_users",
+    "n_items",
+    "n_ratings",
+    "rating_min",
+    "rating_max",
+    "density",
     "n_duplicates_dropped",
 }
 
 
 def triples(d: LoadedDataset) -> list[tuple[object, object, float]]:
     r = d.ratings
-    return list(zip(r.users.ids[r.user_idx].tolist(), r.items.ids[r.item_idx].tolist(),
-                    r.rating.tolist(), strict=True))
+    return list(
+        zip(
+            r.users.ids[r.user_idx].tolist(),
+            r.items.ids[r.item_idx].tolist(),
+            r.rating.tolist(),
+            strict=True,
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,8 +136,10 @@ def test_ml1m_double_colon_format_with_and_without_timestamp(
 
 
 def test_ml10m_half_stars(tmp_path: Path, write) -> None:
-    write(tmp_path / "ml-10M100K" / "ratings.dat",
-          "1::122::5::838985046\n1::185::4.5::838983525\n2::122::0.5::838983392\n")
+    write(
+        tmp_path / "ml-10M100K" / "ratings.dat",
+        "1::122::5::838985046\n1::185::4.5::838983525\n2::122::0.5::838983392\n",
+    )
     d = load_dataset("ml-10m", data_dir=tmp_path)
     assert [t[2] for t in triples(d)] == [5.0, 4.5, 0.5]
     assert d.ratings.rating_scale == (0.5, 5.0)
@@ -134,9 +147,11 @@ def test_ml10m_half_stars(tmp_path: Path, write) -> None:
 
 @pytest.mark.parametrize("name", ["ml-20m", "ml-25m", "ml-latest-small", "ml-latest"])
 def test_movielens_csv_with_header(tmp_path: Path, write, name: str) -> None:
-    write(tmp_path / KNOWN_DATASETS[name].folder / "ratings.csv",
-          "userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,3.0,1112484676\n"
-          "5,2,5.0,1112484819\n")
+    write(
+        tmp_path / KNOWN_DATASETS[name].folder / "ratings.csv",
+        "userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,3.0,1112484676\n"
+        "5,2,5.0,1112484819\n",
+    )
     d = load_dataset(name, data_dir=tmp_path)
     assert triples(d) == [(1, 2, 3.5), (1, 29, 3.0), (5, 2, 5.0)]
     assert d.ratings.timestamp.tolist() == [1112486027, 1112484676, 1112484819]
@@ -222,8 +237,13 @@ def test_custom_columns_header_and_ignored_column(tmp_path: Path, write) -> None
 
 
 def test_custom_separator_is_detected(tmp_path: Path, write) -> None:
-    for name, text in {"a.dat": "1::2::3\n", "b.csv": "1,2,3\n", "c.tsv": "1\t2\t3\n",
-                       "d.txt": "1 2 3\n", "e.ssv": "1;2;3\n"}.items():
+    for name, text in {
+        "a.dat": "1::2::3\n",
+        "b.csv": "1,2,3\n",
+        "c.tsv": "1\t2\t3\n",
+        "d.txt": "1 2 3\n",
+        "e.ssv": "1;2;3\n",
+    }.items():
         assert triples(load_dataset(str(write(tmp_path / name, text)))) == [(1, 2, 3.0)], name
 
 
@@ -249,9 +269,12 @@ def test_large_file_matches_an_independent_parse(tmp_path: Path, write) -> None:
     items = rng.integers(1, 3_000, n)
     ratings = rng.integers(1, 11, n) / 2
     stamps = rng.integers(10**9, 2 * 10**9, n)
-    text = "".join(f"{u},{i},{r:g},{t}\n" for u, i, r, t in
-                   zip(users.tolist(), items.tolist(), ratings.tolist(), stamps.tolist(),
-                       strict=True))
+    text = "".join(
+        f"{u},{i},{r:g},{t}\n"
+        for u, i, r, t in zip(
+            users.tolist(), items.tolist(), ratings.tolist(), stamps.tolist(), strict=True
+        )
+    )
     path = write(tmp_path / "big.csv", text)
     saved = loaders.CHUNK_BYTES
     loaders.CHUNK_BYTES = 50_000
@@ -302,8 +325,16 @@ def test_fast_path_accepts_clean_blocks(
 
 @pytest.mark.parametrize(
     "block",
-    [b"1,2,3,4\n\n5,6,1,7\n", b"1,2,,4\n", b"1,2,3\n", b"1,2,3,4,5\n", b"a,2,3,4\n",
-     b"1,2 ,3,4\n", b"1,2,3,4\n5,6,1,7,8\n9,9,1\n", b"99999999999999999999,2,3,4\n"],
+    [
+        b"1,2,3,4\n\n5,6,1,7\n",
+        b"1,2,,4\n",
+        b"1,2,3\n",
+        b"1,2,3,4,5\n",
+        b"a,2,3,4\n",
+        b"1,2 ,3,4\n",
+        b"1,2,3,4\n5,6,1,7,8\n9,9,1\n",
+        b"99999999999999999999,2,3,4\n",
+    ],
 )
 def test_fast_path_hands_irregular_blocks_to_the_slow_path(block: bytes) -> None:
     layout = loaders._Layout(sep=",", n_fields=4, **LAYOUT4)
@@ -495,8 +526,12 @@ def test_duplicates_mean(tmp_path: Path, write) -> None:
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_duplicates_error_names_both_lines(tmp_path: Path, write, chunked: bool) -> None:
-    text = "".join(f"{u},{u},3\n" for u in range(10, 40)) + "1,2,3\n" + "".join(
-        f"{u},{u},3\n" for u in range(50, 80)) + "1,2,4\n"
+    text = (
+        "".join(f"{u},{u},3\n" for u in range(10, 40))
+        + "1,2,3\n"
+        + "".join(f"{u},{u},3\n" for u in range(50, 80))
+        + "1,2,4\n"
+    )
     path = write(tmp_path / "r.csv", text)
     saved = loaders.CHUNK_BYTES
     loaders.CHUNK_BYTES = 64 if chunked else saved
@@ -543,8 +578,15 @@ def test_stats(tmp_path: Path, write) -> None:
     d = load_dataset(str(write(tmp_path / "r.csv", "1,1,2\n1,2,4\n2,1,5\n")))
     stats = d.stats()
     assert set(stats) == STATS_KEYS
-    assert stats == {"n_users": 2, "n_items": 2, "n_ratings": 3, "rating_min": 2.0,
-                     "rating_max": 5.0, "density": 0.75, "n_duplicates_dropped": 0}
+    assert stats == {
+        "n_users": 2,
+        "n_items": 2,
+        "n_ratings": 3,
+        "rating_min": 2.0,
+        "rating_max": 5.0,
+        "density": 0.75,
+        "n_duplicates_dropped": 0,
+    }
 
 
 def test_synthetic_spec() -> None:

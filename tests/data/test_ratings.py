@@ -9,9 +9,15 @@ from autorec.data import IdIndex, Ratings
 
 
 def make(user_idx, item_idx, rating, n_users=3, n_items=4, scale=(1.0, 5.0), **kw) -> Ratings:
-    return Ratings(np.asarray(user_idx), np.asarray(item_idx), np.asarray(rating, dtype=float),
-                   IdIndex(np.arange(n_users) + 100), IdIndex(np.arange(n_items) + 200), scale,
-                   **kw)
+    return Ratings(
+        np.asarray(user_idx),
+        np.asarray(item_idx),
+        np.asarray(rating, dtype=float),
+        IdIndex(np.arange(n_users) + 100),
+        IdIndex(np.arange(n_items) + 200),
+        scale,
+        **kw,
+    )
 
 
 def test_idindex_integer_and_string_ids() -> None:

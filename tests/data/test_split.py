@@ -45,8 +45,10 @@ def test_paper_split_sizes_and_partition(ratings: Ratings) -> None:
     assert split.val.n_ratings == round(0.1 * (5_001 - n_test))
     # a rating keeps its value in its part
     lookup = dict(zip(keys(ratings).tolist(), ratings.rating.tolist(), strict=True))
-    assert all(lookup[k] == v for k, v in zip(keys(split.test).tolist(),
-                                              split.test.rating.tolist(), strict=True))
+    assert all(
+        lookup[k] == v
+        for k, v in zip(keys(split.test).tolist(), split.test.rating.tolist(), strict=True)
+    )
 
 
 def test_paper_split_determinism(ratings: Ratings) -> None:
@@ -66,8 +68,9 @@ def test_kfold_each_rating_tested_once(ratings: Ratings) -> None:
     sizes = [s.test.n_ratings for s in folds]
     assert max(sizes) - min(sizes) <= 1
     again = list(kfold(ratings, 5, seed=3))
-    assert all(np.array_equal(keys(x.test), keys(y.test)) for x, y in zip(folds, again,
-                                                                           strict=True))
+    assert all(
+        np.array_equal(keys(x.test), keys(y.test)) for x, y in zip(folds, again, strict=True)
+    )
     other = next(kfold(ratings, 5, seed=4))
     assert not np.array_equal(keys(folds[0].test), keys(other.test))
 
@@ -94,9 +97,15 @@ def test_bad_fractions(ratings: Ratings) -> None:
 @pytest.mark.realdata
 @pytest.mark.parametrize(
     ("fold", "n_train", "n_test"),
-    [("u1", 80_000, 20_000), ("u2", 80_000, 20_000), ("u3", 80_000, 20_000),
-     ("u4", 80_000, 20_000), ("u5", 80_000, 20_000), ("ua", 90_570, 9_430),
-     ("ub", 90_570, 9_430)],
+    [
+        ("u1", 80_000, 20_000),
+        ("u2", 80_000, 20_000),
+        ("u3", 80_000, 20_000),
+        ("u4", 80_000, 20_000),
+        ("u5", 80_000, 20_000),
+        ("ua", 90_570, 9_430),
+        ("ub", 90_570, 9_430),
+    ],
 )
 def test_official_folds(shared_data_dir: Path, fold: str, n_train: int, n_test: int) -> None:
     need(shared_data_dir, f"ml-100k/{fold}.test")
@@ -109,8 +118,9 @@ def test_official_folds(shared_data_dir: Path, fold: str, n_train: int, n_test: 
     # same ratings at the same indices as in u.data
     lookup = dict(zip(keys(full).tolist(), full.rating.tolist(), strict=True))
     for part in (split.train, split.test):
-        assert all(lookup[k] == v for k, v in zip(keys(part).tolist(), part.rating.tolist(),
-                                                  strict=True))
+        assert all(
+            lookup[k] == v for k, v in zip(keys(part).tolist(), part.rating.tolist(), strict=True)
+        )
     if fold in ("ua", "ub"):
         assert set(split.test.user_counts().tolist()) == {10}
 
@@ -119,10 +129,12 @@ def test_official_folds(shared_data_dir: Path, fold: str, n_train: int, n_test: 
 def test_official_u_test_sets_cover_u_data(shared_data_dir: Path) -> None:
     need(shared_data_dir, "ml-100k/u5.test")
     full = load_dataset("ml-100k", data_dir=shared_data_dir).ratings
-    tests = np.concatenate([
-        keys(official_split("ml-100k", f"u{k}", data_dir=shared_data_dir).test)
-        for k in range(1, 6)
-    ])
+    tests = np.concatenate(
+        [
+            keys(official_split("ml-100k", f"u{k}", data_dir=shared_data_dir).test)
+            for k in range(1, 6)
+        ]
+    )
     assert np.array_equal(np.sort(tests), np.sort(keys(full)))
 
 

@@ -40,8 +40,9 @@ def test_ml1m_preset_exact_sizes() -> None:
 def test_ml10m_preset_has_half_stars() -> None:
     p = SYNTHETIC_PRESETS["ml-10m"]
     assert (p.n_users, p.n_items, p.n_ratings) == (69_878, 10_677, 10_000_054)
-    r = synthetic_ratings(500, 300, 20_000, rating_scale=p.rating_scale,
-                          rating_step=p.rating_step, seed=1)
+    r = synthetic_ratings(
+        500, 300, 20_000, rating_scale=p.rating_scale, rating_step=p.rating_step, seed=1
+    )
     assert r.rating_values().tolist() == [0.5 * k for k in range(1, 11)]
 
 
@@ -137,8 +138,13 @@ print(json.dumps({"seconds": seconds, "peak_gb": resource.getrusage(
 
 @pytest.mark.slow
 def test_netflix_preset_under_a_minute_and_4gb() -> None:
-    out = subprocess.run([sys.executable, "-c", NETFLIX_SCRIPT], capture_output=True, text=True,
-                         check=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", NETFLIX_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["n"] == [480_189, 17_770, 100_480_507] and result["covered"]
     assert result["seconds"] < 60 and result["peak_gb"] < 4

@@ -83,12 +83,14 @@ class RecommenderContract:
         assert loaded.config == fitted.config
         test = low_rank_split.test
         np.testing.assert_array_equal(
-            loaded.predict(test.user_idx, test.item_idx), fitted.predict(test.user_idx, test.item_idx)
+            loaded.predict(test.user_idx, test.item_idx),
+            fitted.predict(test.user_idx, test.item_idx),
         )
         assert loaded.recommend(fitted.users.ids[0], 5) == fitted.recommend(fitted.users.ids[0], 5)
         # Loading never unpickles: the folder holds JSON and safetensors only.
         assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-            "model.json", "weights.safetensors"
+            "model.json",
+            "weights.safetensors",
         ]
 
     def test_recommend_excludes_seen_and_is_sorted(self, fitted, low_rank_split) -> None:

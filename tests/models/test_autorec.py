@@ -33,13 +33,22 @@ class TestDeepAdamBiasFallbackContract(RecommenderContract):
     def make_model(self, seed: int = 0) -> AutoRec:
         return AutoRec(
             AutoRecConfig(
-                hidden=(16, 8, 16), optimizer="adam", lr=0.01, batch_size=16, n_epochs=40,
-                patience=10, fallback="bias", seed=seed, lam=1.0,
+                hidden=(16, 8, 16),
+                optimizer="adam",
+                lr=0.01,
+                batch_size=32,
+                n_epochs=12,
+                patience=5,
+                fallback="bias",
+                seed=seed,
+                lam=1.0,
             )
         )
 
 
-def _model_with_weights(tiny, engine: str = "sparse", lam: float = 2.0) -> tuple[AutoRec, SparseRows]:
+def _model_with_weights(
+    tiny, engine: str = "sparse", lam: float = 2.0
+) -> tuple[AutoRec, SparseRows]:
     """I-AutoRec on ``tiny`` with k = 1, f = g = identity and hand-set weights:
     V = [0.1, 0.2, 0.3] (one weight per user), mu = 0, W = [1, 2, -1], b = [0, 0, 0]."""
     model = AutoRec(AutoRecConfig(hidden=(1,), f="identity", g="identity", lam=lam, engine=engine))
@@ -88,7 +97,7 @@ def test_biases_are_not_regularised(tiny) -> None:
     model.config = model.config.replace(lam=5.0)
     loss5, sse5 = model._objective(x, x, 1.0)
     # lambda/2 (||W||^2 + ||V||^2) = 2.5 * 6.14 = 15.35; the biases (10 each) add nothing.
-    assert float(loss5 - loss0) == pytest.approx(15.35, abs=1e-3)
+    assert float((loss5 - loss0).detach()) == pytest.approx(15.35, abs=1e-3)
 
 
 def test_sparse_and_dense_engines_agree(low_rank) -> None:
@@ -109,8 +118,10 @@ def test_test_ratings_never_change_predictions(low_rank, variant) -> None:
     split = paper_split(low_rank, seed=0)
     cfg = AutoRecConfig(variant=variant, hidden=(8,), n_epochs=15, seed=0)
     first = AutoRec(cfg).fit(split.train, split.val)
-    all_pairs = (np.repeat(np.arange(low_rank.n_users), low_rank.n_items),
-                 np.tile(np.arange(low_rank.n_items), low_rank.n_users))
+    all_pairs = (
+        np.repeat(np.arange(low_rank.n_users), low_rank.n_items),
+        np.tile(np.arange(low_rank.n_items), low_rank.n_users),
+    )
     before = first.predict(*all_pairs)
     rng = np.random.default_rng(9)
     scrambled = split.test.subset(np.arange(split.test.n_ratings))
@@ -138,14 +149,14 @@ def test_input_never_contains_validation_or_test(low_rank) -> None:
 @pytest.mark.parametrize("variant", ["item", "user"])
 def test_beats_bias_baseline_on_low_rank_data(variant) -> None:
     # Rank-3 structure that biases alone cannot capture (conftest.low_rank_ratings).
-    from .conftest import low_rank_ratings
+    from tests.conftest import low_rank_ratings
 
     data = low_rank_ratings(n_users=300, n_items=200, density=0.25, noise=0.1, seed=5)
     split = paper_split(data, seed=0)
     bias = BiasBaseline().fit(split.train)
-    auto = AutoRec(AutoRecConfig(variant=variant, hidden=(32,), lam=10.0, seed=0)).fit(
-        split.train, split.val
-    )
+    auto = AutoRec(
+        AutoRecConfig(variant=variant, hidden=(32,), lam=10.0, n_epochs=150, patience=10, seed=0)
+    ).fit(split.train, split.val)
     test = split.test
     bias_rmse = rmse(test.rating, bias.predict(test.user_idx, test.item_idx))
     auto_rmse = rmse(test.rating, auto.predict(test.user_idx, test.item_idx))
@@ -188,7 +199,11 @@ def test_bounded_output_reaches_the_whole_scale(tiny) -> None:
 
 def test_divergence_raises(low_rank) -> None:
     # Identity activations and an absurd step: weights reach ~1e20, products overflow float32.
-    model = AutoRec(AutoRecConfig(hidden=(8,), optimizer="adam", lr=1e20, f="identity", g="identity", n_epochs=50))
+    model = AutoRec(
+        AutoRecConfig(
+            hidden=(8,), optimizer="adam", lr=1e20, f="identity", g="identity", n_epochs=50
+        )
+    )
     with pytest.raises(ModelFitError, match="diverged"):
         model.fit(low_rank)
 
@@ -206,8 +221,16 @@ def test_input_dropout_changes_training_but_is_reproducible(low_rank_split) -> N
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(variant="both"), dict(hidden=()), dict(f="softmax"), dict(lam=-1.0),
-     dict(optimizer="sgd"), dict(input_dropout=1.0), dict(engine="gpu"), dict(n_epochs=0)],
+    [
+        dict(variant="both"),
+        dict(hidden=()),
+        dict(f="softmax"),
+        dict(lam=-1.0),
+        dict(optimizer="sgd"),
+        dict(input_dropout=1.0),
+        dict(engine="gpu"),
+        dict(n_epochs=0),
+    ],
 )
 def test_bad_config_is_a_clear_error(bad) -> None:
     with pytest.raises(ConfigError):

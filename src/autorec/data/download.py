@@ -59,23 +59,29 @@ class Archive:
 
 ARCHIVES: dict[str, Archive] = {
     "ml-100k": Archive(
-        "ml-100k.zip", 4_924_029,
-        "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"),
+        "ml-100k.zip", 4_924_029, "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
+    ),
     "ml-1m": Archive(
-        "ml-1m.zip", 5_917_549,
-        "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"),
+        "ml-1m.zip", 5_917_549, "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"
+    ),
     "ml-10m": Archive(
-        "ml-10m.zip", 65_566_137,
-        "813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862"),
+        "ml-10m.zip", 65_566_137, "813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862"
+    ),
     "ml-20m": Archive(
-        "ml-20m.zip", 198_702_078,
-        "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3"),
+        "ml-20m.zip",
+        198_702_078,
+        "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+    ),
     "ml-25m": Archive(
-        "ml-25m.zip", 261_978_986,
-        "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa"),
+        "ml-25m.zip",
+        261_978_986,
+        "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
+    ),
     "ml-latest-small": Archive(
-        "ml-latest-small.zip", 978_202,
-        "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436"),
+        "ml-latest-small.zip",
+        978_202,
+        "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+    ),
     "ml-latest": Archive("ml-latest.zip", None, None),
 }
 
@@ -111,9 +117,7 @@ def download_dataset(
     """
     key = name.lower()
     if key not in KNOWN_DATASETS:
-        raise DataError(
-            f"unknown data set {name!r}; downloadable: {', '.join(ARCHIVES)}"
-        )
+        raise DataError(f"unknown data set {name!r}; downloadable: {', '.join(ARCHIVES)}")
     info = KNOWN_DATASETS[key]
     if key not in ARCHIVES:
         raise DataError(
@@ -198,7 +202,8 @@ def _fetch(url: str, out, progress: Progress | None) -> tuple[str, int]:
     except http.client.IncompleteRead as exc:
         raise DataError(
             f"download of {url} was interrupted after {received + len(exc.partial):,} bytes"
-            + (f" of {total:,}" if total else "") + "; nothing was kept, try again"
+            + (f" of {total:,}" if total else "")
+            + "; nothing was kept, try again"
         ) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -239,8 +244,9 @@ def _extract(archive: Path, root: Path, folder: str, key: str) -> None:
                 for member in members:
                     dest = (staging / member.filename).resolve()
                     if not dest.is_relative_to(staging.resolve()):
-                        raise DataError(f"{archive}: refusing unsafe archive member "
-                                        f"{member.filename!r}")
+                        raise DataError(
+                            f"{archive}: refusing unsafe archive member {member.filename!r}"
+                        )
                     zf.extract(member, staging)
         except zipfile.BadZipFile as exc:
             raise DataError(f"{archive}: not a valid zip archive ({exc})") from None

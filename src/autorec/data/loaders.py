@@ -88,32 +88,95 @@ class DatasetInfo:
     description: str
 
 
-def _ml(name: str, folder: str, file: str, sep: str, header: bool, scale: tuple[float, float],
-        description: str) -> DatasetInfo:
-    return DatasetInfo(name, folder, (file,), "delimited", sep, header, scale, f"{name}.zip",
-                       description)
+def _ml(
+    name: str,
+    folder: str,
+    file: str,
+    sep: str,
+    header: bool,
+    scale: tuple[float, float],
+    description: str,
+) -> DatasetInfo:
+    return DatasetInfo(
+        name, folder, (file,), "delimited", sep, header, scale, f"{name}.zip", description
+    )
 
 
 KNOWN_DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        _ml("ml-100k", "ml-100k", "u.data", "\t", False, (1.0, 5.0),
-            "MovieLens 100K: 100,000 ratings, 943 users x 1,682 movies, 1..5 stars"),
-        _ml("ml-1m", "ml-1m", "ratings.dat", "::", False, (1.0, 5.0),
-            "MovieLens 1M: 1,000,209 ratings, 6,040 users x 3,706 movies, 1..5 stars"),
-        _ml("ml-10m", "ml-10M100K", "ratings.dat", "::", False, (0.5, 5.0),
-            "MovieLens 10M: 10,000,054 ratings, 69,878 users x 10,677 movies, 0.5..5 stars"),
-        _ml("ml-20m", "ml-20m", "ratings.csv", ",", True, (0.5, 5.0),
-            "MovieLens 20M: 20,000,263 ratings, 138,493 users x 26,744 movies, 0.5..5 stars"),
-        _ml("ml-25m", "ml-25m", "ratings.csv", ",", True, (0.5, 5.0),
-            "MovieLens 25M: 25,000,095 ratings, 162,541 users x 59,047 movies, 0.5..5 stars"),
-        _ml("ml-latest-small", "ml-latest-small", "ratings.csv", ",", True, (0.5, 5.0),
-            "MovieLens latest (small): about 100,000 ratings, 0.5..5 stars"),
-        _ml("ml-latest", "ml-latest", "ratings.csv", ",", True, (0.5, 5.0),
-            "MovieLens latest (full): rebuilt from time to time, 0.5..5 stars"),
+        _ml(
+            "ml-100k",
+            "ml-100k",
+            "u.data",
+            "\t",
+            False,
+            (1.0, 5.0),
+            "MovieLens 100K: 100,000 ratings, 943 users x 1,682 movies, 1..5 stars",
+        ),
+        _ml(
+            "ml-1m",
+            "ml-1m",
+            "ratings.dat",
+            "::",
+            False,
+            (1.0, 5.0),
+            "MovieLens 1M: 1,000,209 ratings, 6,040 users x 3,706 movies, 1..5 stars",
+        ),
+        _ml(
+            "ml-10m",
+            "ml-10M100K",
+            "ratings.dat",
+            "::",
+            False,
+            (0.5, 5.0),
+            "MovieLens 10M: 10,000,054 ratings, 69,878 users x 10,677 movies, 0.5..5 stars",
+        ),
+        _ml(
+            "ml-20m",
+            "ml-20m",
+            "ratings.csv",
+            ",",
+            True,
+            (0.5, 5.0),
+            "MovieLens 20M: 20,000,263 ratings, 138,493 users x 26,744 movies, 0.5..5 stars",
+        ),
+        _ml(
+            "ml-25m",
+            "ml-25m",
+            "ratings.csv",
+            ",",
+            True,
+            (0.5, 5.0),
+            "MovieLens 25M: 25,000,095 ratings, 162,541 users x 59,047 movies, 0.5..5 stars",
+        ),
+        _ml(
+            "ml-latest-small",
+            "ml-latest-small",
+            "ratings.csv",
+            ",",
+            True,
+            (0.5, 5.0),
+            "MovieLens latest (small): about 100,000 ratings, 0.5..5 stars",
+        ),
+        _ml(
+            "ml-latest",
+            "ml-latest",
+            "ratings.csv",
+            ",",
+            True,
+            (0.5, 5.0),
+            "MovieLens latest (full): rebuilt from time to time, 0.5..5 stars",
+        ),
         DatasetInfo(
-            "netflix", "netflix", ("combined_data_*.txt", "training_set/mv_*.txt"), "netflix",
-            ",", False, (1.0, 5.0), None,
+            "netflix",
+            "netflix",
+            ("combined_data_*.txt", "training_set/mv_*.txt"),
+            "netflix",
+            ",",
+            False,
+            (1.0, 5.0),
+            None,
             "Netflix Prize: 100,480,507 ratings, 480,189 users x 17,770 movies, 1..5 stars "
             "(bring your own copy)",
         ),
@@ -433,8 +496,9 @@ class _Rows:
         def cat(parts: list[np.ndarray]) -> np.ndarray:
             return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
-        return _Locator(tuple(self.files), cat(self.seg_row), cat(self.seg_file),
-                        cat(self.seg_line))
+        return _Locator(
+            tuple(self.files), cat(self.seg_row), cat(self.seg_file), cat(self.seg_line)
+        )
 
 
 @dataclass(frozen=True)
@@ -628,16 +692,15 @@ def _delimited_layout(
     n_fields = len(_split(text, sep))
     required = max(user, item, rating) + 1
     if not required <= n_fields <= len(names):
-        expected = (
-            f"{required}" if required == len(names) else f"{required} to {len(names)}"
-        )
+        expected = f"{required}" if required == len(names) else f"{required} to {len(names)}"
         raise DataError(
             f"{path}, line {number}: expected {expected} fields ({', '.join(names)}) separated "
             f"by {_sep_name(sep)}, found {n_fields}: {_show(text)}"
             + ("; use --columns to name the columns" if n_fields > len(names) else "")
         )
-    return _Layout(sep, n_fields, user, item, rating, ts if ts is not None and ts < n_fields
-                   else None, names)
+    return _Layout(
+        sep, n_fields, user, item, rating, ts if ts is not None and ts < n_fields else None, names
+    )
 
 
 def _fast_delimited(
@@ -663,8 +726,10 @@ def _fast_delimited(
     elif len(sep.encode()) == 1:
         sep_byte = sep.encode()
         pre = block
-        numeric = block.translate(bytes.maketrans(sep_byte + b".", b"\t\t")) if has_dot else (
-            block if sep == "\t" else block.translate(bytes.maketrans(sep_byte, b"\t"))
+        numeric = (
+            block.translate(bytes.maketrans(sep_byte + b".", b"\t\t"))
+            if has_dot
+            else (block if sep == "\t" else block.translate(bytes.maketrans(sep_byte, b"\t")))
         )
     else:
         pre = block.replace(sep.encode(), b"\t")
@@ -733,7 +798,11 @@ def _fast_delimited(
         return None
     ts = None if layout.timestamp is None else columns[layout.timestamp]
     return (
-        columns[layout.user], columns[layout.item], rating, ts, np.arange(n_lines, dtype=np.int64)
+        columns[layout.user],
+        columns[layout.item],
+        rating,
+        ts,
+        np.arange(n_lines, dtype=np.int64),
     )
 
 
@@ -838,7 +907,10 @@ def _slow_delimited(
 
 
 def _read_delimited(
-    paths: Sequence[Path], layout: _Layout, header: bool, scale: tuple[float, float] | None,
+    paths: Sequence[Path],
+    layout: _Layout,
+    header: bool,
+    scale: tuple[float, float] | None,
     chunk_bytes: int | None = None,
 ) -> _Rows:
     chunk_bytes = chunk_bytes or CHUNK_BYTES
@@ -850,8 +922,12 @@ def _read_delimited(
 
 
 def _read_delimited_mode(
-    paths: Sequence[Path], layout: _Layout, header: bool, scale: tuple[float, float] | None,
-    string_ids: bool, chunk_bytes: int,
+    paths: Sequence[Path],
+    layout: _Layout,
+    header: bool,
+    scale: tuple[float, float] | None,
+    string_ids: bool,
+    chunk_bytes: int,
 ) -> _Rows:
     rows = _Rows(paths)
     for block, origins in _blocks(paths, chunk_bytes, header):
@@ -1028,9 +1104,7 @@ def _slow_netflix(
                 raise DataError(f"{where}: movie id {head!r} is not an integer") from None
             continue
         if state.movie is None:
-            raise DataError(
-                f"{where}: rating line before any 'MovieID:' line: {_show(raw)}"
-            )
+            raise DataError(f"{where}: rating line before any 'MovieID:' line: {_show(raw)}")
         fields = [f.strip() for f in line.split(",")]
         if state.n_fields is None and len(fields) in (2, 3):
             state.n_fields = len(fields)
@@ -1049,9 +1123,7 @@ def _slow_netflix(
             try:
                 date = _dt.date.fromisoformat(fields[2])
             except ValueError:
-                raise DataError(
-                    f"{where}: date {fields[2]!r} is not a YYYY-MM-DD date"
-                ) from None
+                raise DataError(f"{where}: date {fields[2]!r} is not a YYYY-MM-DD date") from None
             stamps.append((date - epoch).days * 86400)
         customers.append(customer)
         movies.append(state.movie)
@@ -1282,7 +1354,8 @@ def _load_named(
     if info.format == "netflix":
         rows = _read_netflix(files, scale)
         source = (
-            str(files[0]) if len(files) == 1
+            str(files[0])
+            if len(files) == 1
             else f"{root / info.folder / pattern} ({len(files)} files)"
         )
     else:
@@ -1343,8 +1416,12 @@ def load_dataset(
 
         preset = spec.split(":", 1)[1]
         ratings = synthetic_preset(preset, seed=seed)
-        return LoadedDataset(ratings, f"synthetic:{preset.lower()}",
-                             f"synthetic preset {preset.lower()} (seed {seed})", 0)
+        return LoadedDataset(
+            ratings,
+            f"synthetic:{preset.lower()}",
+            f"synthetic preset {preset.lower()} (seed {seed})",
+            0,
+        )
     if spec.lower() in KNOWN_DATASETS:
         if sep is not None or columns is not None or header:
             raise ConfigError(
@@ -1362,8 +1439,9 @@ def load_dataset(
             f"{', '.join(KNOWN_DATASETS)}, or synthetic:PRESET with PRESET one of "
             f"{', '.join(SYNTHETIC_PRESETS)})"
         )
-    return load_file(path, sep=sep, columns=columns, header=header, rating_scale=scale,
-                     duplicates=duplicates)
+    return load_file(
+        path, sep=sep, columns=columns, header=header, rating_scale=scale, duplicates=duplicates
+    )
 
 
 OFFICIAL_FOLDS: dict[str, tuple[str, ...]] = {
@@ -1414,8 +1492,7 @@ def official_split(spec: str, fold: str, *, data_dir: str | Path | None = None) 
                     f"{folder / info.files[0]}"
                 )
             idx.append(pos.astype(np.int32))
-        part = Ratings(idx[0], idx[1], rating, full.users, full.items, full.rating_scale,
-                       timestamp)
+        part = Ratings(idx[0], idx[1], rating, full.users, full.items, full.rating_scale, timestamp)
         if part.has_duplicates():
             raise DataError(f"{path}: duplicate (user, item) pairs")
         parts.append(part)

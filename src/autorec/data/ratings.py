@@ -1,8 +1,9 @@
 """The one validated container every parser ends at: aligned index arrays plus vocabularies.
 
-Raw ids (``user_id``, ``item_id``: whatever the file holds) are mapped once to contiguous indices
-(``user_idx``, ``item_idx``: 0..n-1). Models only ever see indices; the :class:`IdIndex` objects keep
-the mapping both ways so that the CLI and ``recommend`` can speak raw ids again.
+Raw ids (``user_id``, ``item_id``: whatever the file holds) are mapped once to contiguous
+indices (``user_idx``, ``item_idx``: 0..n-1). Models only ever see indices; the
+:class:`IdIndex` objects keep the mapping both ways so that the CLI and ``recommend`` can speak
+raw ids again.
 
 Memory is proportional to the number of ratings: int32 indices and float32 ratings, never a dense
 matrix. :meth:`Ratings.csr` builds the compressed sparse row form in either orientation
@@ -135,7 +136,9 @@ class Ratings:
         object.__setattr__(self, "rating", np.ascontiguousarray(self.rating, dtype=np.float32))
         low, high = (float(self.rating_scale[0]), float(self.rating_scale[1]))
         if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-            raise ValueError(f"rating_scale must be finite with low <= high, got {self.rating_scale}")
+            raise ValueError(
+                f"rating_scale must be finite with low <= high, got {self.rating_scale}"
+            )
         object.__setattr__(self, "rating_scale", (low, high))
         n = len(self.rating)
         for name in ("user_idx", "item_idx"):
@@ -152,16 +155,15 @@ class Ratings:
             arr = getattr(self, name)
             bad = np.flatnonzero((arr < 0) | (arr >= bound))
             if len(bad):
-                raise ValueError(
-                    f"{name}[{bad[0]}] = {arr[bad[0]]} is outside 0..{bound - 1}"
-                )
+                raise ValueError(f"{name}[{bad[0]}] = {arr[bad[0]]} is outside 0..{bound - 1}")
         bad = np.flatnonzero(~np.isfinite(self.rating))
         if len(bad):
             raise ValueError(f"rating[{bad[0]}] = {self.rating[bad[0]]} is not finite")
         bad = np.flatnonzero((self.rating < low) | (self.rating > high))
         if len(bad):
             raise ValueError(
-                f"rating[{bad[0]}] = {self.rating[bad[0]]} is outside the rating scale {low}..{high}"
+                f"rating[{bad[0]}] = {self.rating[bad[0]]} is outside the rating scale "
+                f"{low}..{high}"
             )
 
     # -- sizes -------------------------------------------------------------------------------
@@ -216,9 +218,7 @@ class Ratings:
         """The distinct rating values present, sorted (e.g. 1..5, or half stars)."""
         return np.unique(self.rating)
 
-    def csr(
-        self, rows: Orientation
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def csr(self, rows: Orientation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Compressed sparse rows with ``rows`` = "user" (U-AutoRec) or "item" (I-AutoRec).
 
         Returns:

@@ -49,17 +49,27 @@ class SyntheticPreset:
 
 
 SYNTHETIC_PRESETS: dict[str, SyntheticPreset] = {
-    "tiny": SyntheticPreset(200, 150, 6_000, min_per_user=5,
-                            description="200 x 150, 6,000 ratings: for smoke tests"),
-    "ml-100k": SyntheticPreset(943, 1_682, 100_000, min_per_user=20,
-                               description="the sizes of MovieLens 100K"),
-    "ml-1m": SyntheticPreset(6_040, 3_706, 1_000_209, min_per_user=20,
-                             description="the sizes of MovieLens 1M"),
-    "ml-10m": SyntheticPreset(69_878, 10_677, 10_000_054, rating_scale=(0.5, 5.0),
-                              rating_step=0.5, min_per_user=20,
-                              description="the sizes of MovieLens 10M, half stars"),
-    "netflix": SyntheticPreset(480_189, 17_770, 100_480_507,
-                               description="the sizes of the Netflix Prize training set"),
+    "tiny": SyntheticPreset(
+        200, 150, 6_000, min_per_user=5, description="200 x 150, 6,000 ratings: for smoke tests"
+    ),
+    "ml-100k": SyntheticPreset(
+        943, 1_682, 100_000, min_per_user=20, description="the sizes of MovieLens 100K"
+    ),
+    "ml-1m": SyntheticPreset(
+        6_040, 3_706, 1_000_209, min_per_user=20, description="the sizes of MovieLens 1M"
+    ),
+    "ml-10m": SyntheticPreset(
+        69_878,
+        10_677,
+        10_000_054,
+        rating_scale=(0.5, 5.0),
+        rating_step=0.5,
+        min_per_user=20,
+        description="the sizes of MovieLens 10M, half stars",
+    ),
+    "netflix": SyntheticPreset(
+        480_189, 17_770, 100_480_507, description="the sizes of the Netflix Prize training set"
+    ),
 }
 
 #: Keys (ratings) handled at once by the light-user sampler and the rating computation.
@@ -75,8 +85,14 @@ def synthetic_preset(name: str, *, seed: int = 0, rank: int = 10) -> Ratings:
             f"unknown synthetic preset {name!r}; presets: {', '.join(SYNTHETIC_PRESETS)}"
         ) from None
     return synthetic_ratings(
-        p.n_users, p.n_items, p.n_ratings, rank=rank, seed=seed, rating_scale=p.rating_scale,
-        rating_step=p.rating_step, min_per_user=p.min_per_user,
+        p.n_users,
+        p.n_items,
+        p.n_ratings,
+        rank=rank,
+        seed=seed,
+        rating_scale=p.rating_scale,
+        rating_step=p.rating_step,
+        min_per_user=p.min_per_user,
     )
 
 
@@ -93,8 +109,13 @@ class _Model:
 
     @classmethod
     def draw(
-        cls, n_users: int, n_items: int, rank: int, scale: tuple[float, float],
-        rng: np.random.Generator, signal: float = 0.2,
+        cls,
+        n_users: int,
+        n_items: int,
+        rank: int,
+        scale: tuple[float, float],
+        rng: np.random.Generator,
+        signal: float = 0.2,
     ) -> _Model:
         low, high = scale
         width = high - low
@@ -116,14 +137,14 @@ class _Model:
     def dense(self) -> np.ndarray:
         """(n_users, n_items) float32 noise-free scores: only for small sets."""
         return (
-            self.p @ self.q.T + self.user_bias[:, None] + self.item_bias[None, :]
+            self.p @ self.q.T
+            + self.user_bias[:, None]
+            + self.item_bias[None, :]
             + np.float32(self.mu)
         ).astype(np.float32)
 
 
-def _quantise(
-    score: np.ndarray, scale: tuple[float, float], step: float | None
-) -> np.ndarray:
+def _quantise(score: np.ndarray, scale: tuple[float, float], step: float | None) -> np.ndarray:
     low, high = scale
     if step:
         score = low + np.round((score - low) / step) * step
@@ -200,7 +221,10 @@ def _sorted_unique(x: np.ndarray) -> np.ndarray:
 
 
 def _sample_light(
-    users: np.ndarray, counts: np.ndarray, n_items: int, sampler: _ItemSampler,
+    users: np.ndarray,
+    counts: np.ndarray,
+    n_items: int,
+    sampler: _ItemSampler,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct items for each of ``users`` (ascending); returns (user, item) sorted by both."""
@@ -231,7 +255,10 @@ def _sample_light(
 
 
 def _sample_heavy(
-    users: np.ndarray, counts: np.ndarray, n_items: int, sampler: _ItemSampler,
+    users: np.ndarray,
+    counts: np.ndarray,
+    n_items: int,
+    sampler: _ItemSampler,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted sampling without replacement: the ``count`` smallest of ``E_i / w_i`` per user."""
@@ -253,9 +280,7 @@ def _sample_heavy(
     return np.concatenate(out_u), np.concatenate(out_i)
 
 
-def _coverage_fix(
-    item_idx: np.ndarray, n_items: int, rng: np.random.Generator
-) -> None:
+def _coverage_fix(item_idx: np.ndarray, n_items: int, rng: np.random.Generator) -> None:
     """Give every item at least one rating by moving single ratings off items that have several.
 
     The user of a moved rating cannot already rate the new item (nobody does), so no duplicate
@@ -362,8 +387,13 @@ def synthetic_ratings(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     scale = (float(rating_scale[0]), float(rating_scale[1]))
     user_idx, item_idx = _observed_pairs(
-        n_users, n_items, n_ratings, user_skew=user_skew, item_skew=item_skew,
-        min_per_user=min_per_user, rng=rng,
+        n_users,
+        n_items,
+        n_ratings,
+        user_skew=user_skew,
+        item_skew=item_skew,
+        min_per_user=min_per_user,
+        rng=rng,
     )
     model = _Model.draw(n_users, n_items, rank, scale, rng)
     rating = np.empty(n_ratings, dtype=np.float32)
@@ -387,18 +417,30 @@ def synthetic_ratings(
 
 @overload
 def low_rank(
-    n_users: int = ..., n_items: int = ..., rank: int = ..., *, density: float = ...,
-    noise: float = ..., seed: int | np.random.Generator = ...,
-    rating_scale: tuple[float, float] = ..., rating_step: float | None = ...,
+    n_users: int = ...,
+    n_items: int = ...,
+    rank: int = ...,
+    *,
+    density: float = ...,
+    noise: float = ...,
+    seed: int | np.random.Generator = ...,
+    rating_scale: tuple[float, float] = ...,
+    rating_step: float | None = ...,
     return_truth: Literal[False] = ...,
 ) -> Ratings: ...
 
 
 @overload
 def low_rank(
-    n_users: int = ..., n_items: int = ..., rank: int = ..., *, density: float = ...,
-    noise: float = ..., seed: int | np.random.Generator = ...,
-    rating_scale: tuple[float, float] = ..., rating_step: float | None = ...,
+    n_users: int = ...,
+    n_items: int = ...,
+    rank: int = ...,
+    *,
+    density: float = ...,
+    noise: float = ...,
+    seed: int | np.random.Generator = ...,
+    rating_scale: tuple[float, float] = ...,
+    rating_step: float | None = ...,
     return_truth: Literal[True],
 ) -> tuple[Ratings, np.ndarray]: ...
 

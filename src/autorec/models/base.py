@@ -140,7 +140,7 @@ class Recommender(ABC):
         return self
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """Predicted ratings (float32) for aligned index arrays; -1 means "not in the vocabulary"."""
+        """Predicted ratings (float32) for aligned index arrays; -1 = "not in the vocabulary"."""
         self._check_fitted()
         users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
         items = np.asarray(item_idx, dtype=np.int64).reshape(-1)
@@ -285,7 +285,9 @@ class Recommender(ABC):
         """Arrays to save (float32 / int arrays)."""
         return {}
 
-    def _load_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+    def _load_state(  # noqa: B027 - optional hook: models without weights keep nothing
+        self, state: dict[str, np.ndarray], extra: dict[str, Any]
+    ) -> None:
         """Restore what :meth:`_state` and :meth:`_extra_meta` returned."""
 
     def _extra_meta(self) -> dict[str, Any]:
@@ -298,8 +300,13 @@ class Recommender(ABC):
 
         self._fallback_mean = self.global_mean
         self._user_bias, self._item_bias = fit_biases(train, self.global_mean)
-        indptr, item_idx, _, _ = train.csr("user")
-        self._seen_indptr, self._seen_item_idx = indptr, item_idx
+        # Items of each user, grouped by user (for recommend's "exclude seen"); no CSR cache
+        # on the Ratings, which would keep an int64 order array as large as the data alive.
+        order = np.argsort(train.user_idx, kind="stable")
+        self._seen_item_idx = train.item_idx[order]
+        del order
+        self._seen_indptr = np.zeros(train.n_users + 1, dtype=np.int64)
+        np.cumsum(train.user_counts(), out=self._seen_indptr[1:])
 
     def _fallback_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         low, high = self.rating_scale

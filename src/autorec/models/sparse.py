@@ -104,7 +104,9 @@ class SparseRows:
         ones = torch.ones_like(self.values)
         csr = _csr(self.csr.crow_indices(), self.csr.col_indices(), ones, self.shape)
         csr_t = _csr(
-            self.csr_t.crow_indices(), self.csr_t.col_indices(), ones,
+            self.csr_t.crow_indices(),
+            self.csr_t.col_indices(),
+            ones,
             (self.shape[1], self.shape[0]),
         )
         return SparseRows(csr, csr_t, self.perm, self.row, self.col, ones)
@@ -137,7 +139,7 @@ def _from_sorted(
     indptr = torch.zeros(n_rows + 1, dtype=itype, device=dev)
     indptr[1:] = torch.cumsum(torch.bincount(row, minlength=n_rows), 0)
     # A stable sort by column of entries sorted by row gives the transposed CSR order.
-    perm = torch.sort(col, stable=True).indices
+    perm = torch.sort(col, stable=True).indices.to(itype)
     indptr_t = torch.zeros(n_cols + 1, dtype=itype, device=dev)
     indptr_t[1:] = torch.cumsum(torch.bincount(col, minlength=n_cols), 0)
     csr = _csr(indptr, col, values, shape)
