@@ -198,3 +198,27 @@ class _no_exit:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_recommend_for_a_new_user_folds_in_ratings(ratings_file, tmp_path, capsys) -> None:
+    out = tmp_path / "u"
+    assert (
+        main(
+            [
+                "train",
+                *_data_args(ratings_file),
+                "--model",
+                "u-autorec",
+                *FAST,
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["recommend", "--model-dir", str(out), "--ratings", "m7:5,m14:1", "-k", "4"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 4 and not {"m7", "m14"} & {r[1] for r in rows}
+    assert main(["recommend", "--model-dir", str(out), "--ratings", "m7=5"]) == 2
+    assert "ITEM:RATING" in capsys.readouterr().err

@@ -80,6 +80,7 @@ _MODEL_OPTIONS: dict[str, str] = {
     "dropout": "input_dropout",
     "engine": "engine",
     "device": "device",
+    "precision": "precision",
     "fallback": "fallback",
 }
 
@@ -102,6 +103,11 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, help="input dropout (denoising), default 0")
     g.add_argument("--engine", choices=("auto", "sparse", "dense"))
     g.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    g.add_argument(
+        "--precision",
+        choices=("fp32", "tf32", "bf16"),
+        help="fp32 (default), tf32 CUDA matmuls, or bf16 autocast of the dense products",
+    )
     g.add_argument(
         "--fallback",
         choices=("constant", "bias"),
@@ -237,7 +243,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model.fit(split.train, split.val)
     seconds = time.perf_counter() - started
     metrics = None if split is None else evaluate(model, split.test)
-    out_dir = Path(args.output or f"runs/{Path(dataset.name).name}-{args.model}-{args.seed}")
+    stem = Path(dataset.name).name.replace(":", "-")  # synthetic:ml-1m -> synthetic-ml-1m
+    out_dir = Path(args.output or f"runs/{stem}-{args.model}-{args.seed}")
     if _is_main_process():
         model.save(out_dir)
         record = _run_record(args.seed, model, split, metrics, overrides, seconds)
@@ -302,7 +309,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f"{args.model} on {dataset.name}, {args.runs} run(s): test RMSE {mean:.4f} +- {ci_text} "
         f"(95% CI); MAE {mae_mean:.4f}"
     )
-    _write_json(args.json, _summary_json(dataset.name, args.model, overrides, runs))
+    from autorec.models import make_model
+
+    # The full configuration (defaults included); tuned fields show their per-run choice in runs.
+    config = make_model(args.model, **overrides).config.to_dict()
+    _write_json(args.json, _summary_json(dataset.name, args.model, config, runs))
     return 0
 
 
@@ -342,8 +353,30 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_new_user(text: str) -> dict[str, float]:
+    ratings: dict[str, float] = {}
+    for part in text.split(","):
+        item_id, sep, value = part.strip().rpartition(":")
+        try:
+            if not sep or not item_id:
+                raise ValueError
+            ratings[item_id] = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"--ratings expects ITEM:RATING[,ITEM:RATING...], got {part.strip()!r}"
+            ) from None
+    return ratings
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     model = _load(args.model_dir)
+    if args.ratings is not None:
+        if not hasattr(model, "recommend_for_ratings"):
+            raise ConfigError(f"a {model.model_name} model cannot fold in a new user")
+        recs = model.recommend_for_ratings(_parse_new_user(args.ratings), args.k)
+        for rank, (item_id, score) in enumerate(recs, start=1):
+            print(f"{rank}\t{item_id}\t{score:.4f}")
+        return 0
     if model.users.index_of(args.user) < 0:
         raise ConfigError(f"user {args.user!r} is not in the model's {model.n_users} users")
     for rank, (item_id, score) in enumerate(model.recommend(args.user, args.k), start=1):
@@ -412,7 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
         "recommend", parents=[common], help="top-k unseen items for a user with a saved model"
     )
     p.add_argument("--model-dir", required=True)
-    p.add_argument("--user", required=True, help="raw user id")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="raw user id")
+    who.add_argument(
+        "--ratings",
+        metavar="ITEM:RATING,...",
+        help="a new user's ratings, folded in without retraining (u-autorec models)",
+    )
     p.add_argument("-k", type=_positive_int, default=10, help="number of items (default 10)")
     p.set_defaults(func=_cmd_recommend)
     return parser

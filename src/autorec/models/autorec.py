@@ -48,6 +48,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -112,6 +113,9 @@ class AutoRecConfig(BaseConfig):
     input_dropout: float = 0.0  # denoising: drop observed inputs with this probability (0: paper)
     engine: Literal["auto", "sparse", "dense"] = "auto"
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
+    # "fp32"; "tf32" lets CUDA matmuls use TensorFloat-32; "bf16" runs the dense matrix products
+    # (dense engine, deep middle layers) under bfloat16 autocast. Sparse kernels stay float32.
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -140,6 +144,8 @@ class AutoRecConfig(BaseConfig):
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 <= self.input_dropout < 1.0:
             raise ConfigError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
+        if self.precision not in ("fp32", "tf32", "bf16"):
+            raise ConfigError(f"precision must be fp32, tf32 or bf16, got {self.precision!r}")
         if self.engine not in ("auto", "sparse", "dense"):
             raise ConfigError(f"engine must be auto, sparse or dense, got {self.engine!r}")
 
@@ -292,6 +298,10 @@ class AutoRec(Recommender):
         cfg = self.config
         device = resolve_device(cfg.device)
         self.device = device
+        if device.type == "cuda":
+            tf32 = cfg.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
         generator = torch.Generator().manual_seed(cfg.seed)
         n_rows, n_cols = self._shape()
         self.net = AutoRecNet(n_cols, cfg.hidden, cfg.f, cfg.g, train.rating_scale, generator)
@@ -409,17 +419,23 @@ class AutoRec(Recommender):
         ``weight_share * lam/2 * ||weights||^2``. ``pattern`` is ``target.pattern()``, passed in
         when the caller keeps it across epochs."""
         pattern = pattern if pattern is not None else target.pattern()
-        if self.engine == "sparse":
-            codes = self.net.encode(x_in)  # (rows, k_last)
-            pred = self.net.decode_at(codes, pattern)  # (nnz,)
-            sse = (pred - target.values).pow(2).sum()
-        else:
-            dense_in = x_in.to_dense()  # (rows, n_cols)
-            mask = pattern.to_dense()  # (rows, n_cols)
-            pred = self.net.decode_dense(self.net.encode_dense(dense_in))  # (rows, n_cols)
-            sse = ((pred - target.to_dense()) * mask).pow(2).sum()
+        with self._autocast():
+            if self.engine == "sparse":
+                codes = self.net.encode(x_in)  # (rows, k_last)
+                pred = self.net.decode_at(codes.float(), pattern)  # (nnz,)
+                sse = (pred.float() - target.values).pow(2).sum()
+            else:
+                dense_in = x_in.to_dense()  # (rows, n_cols)
+                mask = pattern.to_dense()  # (rows, n_cols)
+                pred = self.net.decode_dense(self.net.encode_dense(dense_in))  # (rows, n_cols)
+                sse = ((pred.float() - target.to_dense()) * mask).pow(2).sum()
         loss = sse + weight_share * 0.5 * self.config.lam * self.net.weight_sq_norm()
         return loss, sse
+
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.config.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
     def _check(self, loss: torch.Tensor) -> float:
         value = float(loss.detach())
@@ -561,6 +577,64 @@ class AutoRec(Recommender):
             c = torch.from_numpy(np.ascontiguousarray(cols[s : s + chunk])).to(codes.device)
             out[s : s + chunk] = self.net.decode_pairs(codes, r, c).double().cpu().numpy()
         return out
+
+    # -- folding in a new user (U-AutoRec) --------------------------------------------------------
+    @torch.no_grad()
+    def fold_in(self, ratings: dict[object, float]) -> np.ndarray:
+        """Predicted ratings of every item for a user the model was not trained on.
+
+        U-AutoRec encodes a user's rating row, so a new user's ratings (raw item id -> rating)
+        are simply run through the trained network, ``h(r_new)``: no retraining. I-AutoRec
+        cannot do this (a user is one of its input and output coordinates, with weights of its
+        own), so it raises ``ConfigError``.
+
+        Returns:
+            (n_items,) float32 predictions, clipped to the rating scale.
+
+        Raises:
+            ConfigError: I-AutoRec, an empty rating dict, an unknown item id, or a rating
+                outside the scale.
+        """
+        self._check_fitted()
+        if self.config.variant != "user":
+            raise ConfigError(
+                "only U-AutoRec can fold in a new user without retraining (I-AutoRec has one "
+                "input and output unit per training user); train u-autorec for this"
+            )
+        if not ratings:
+            raise ConfigError("fold_in needs at least one (item id, rating)")
+        low, high = self.rating_scale
+        cols, values = [], []
+        for item_id, value in ratings.items():
+            item_idx = self.items.index_of(item_id)
+            if item_idx < 0:
+                raise ConfigError(f"unknown item id {item_id!r}")
+            if not (low <= float(value) <= high):
+                raise ConfigError(f"rating {value} of item {item_id!r} is outside {low}..{high}")
+            cols.append(item_idx)
+            values.append(float(value))
+        x = SparseRows.from_coo(
+            np.zeros(len(cols), dtype=np.int64),
+            np.asarray(cols),
+            np.asarray(values),
+            (1, self.n_items),
+            self._train_x.values.device,
+        )
+        codes = self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
+        out = self.net.decode_dense(codes)[0].clamp(low, high)  # (n_items,)
+        return out.float().cpu().numpy()
+
+    def recommend_for_ratings(
+        self, ratings: dict[object, float], k: int = 10
+    ) -> list[tuple[object, float]]:
+        """Top-``k`` items for a new user given as raw item id -> rating (U-AutoRec only);
+        the rated items are excluded."""
+        scores = self.fold_in(ratings).astype(np.float64)
+        for item_id in ratings:
+            scores[self.items.index_of(item_id)] = -np.inf
+        items = np.arange(self.n_items)
+        order = np.lexsort((items, -scores))[: min(k, int(np.isfinite(scores).sum()))]
+        return [(self.items.ids[i].item(), float(scores[i])) for i in order]
 
     # -- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -180,9 +180,12 @@ class _SDDMM(torch.autograd.Function):
 
 def spmm(x: SparseRows, dense: torch.Tensor) -> torch.Tensor:
     """(n_rows, k) = X (n_rows, n_cols) @ dense (n_cols, k), differentiable in ``dense``."""
-    return _SpMM.apply(dense, x)
+    # The sparse kernels are float32 only: never let an enclosing bf16 autocast reach them.
+    with torch.autocast(device_type=dense.device.type, enabled=False):
+        return _SpMM.apply(dense.float(), x)
 
 
 def sddmm(pattern: SparseRows, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """(nnz,) with entry e = h[row_e] . w[col_e], differentiable in ``h`` and ``w``."""
-    return _SDDMM.apply(h, w, pattern)
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        return _SDDMM.apply(h.float(), w.float(), pattern)
