@@ -456,7 +456,8 @@ def run_ml1m(args: argparse.Namespace) -> Result:
 
 
 def run_shapes(args: argparse.Namespace) -> Result:
-    rows = [_run("shape", args, "--shape", shape, "--engine", engine)
+    rows = [{"shape": shape, "engine": engine,
+             **_run("shape", args, "--shape", shape, "--engine", engine)}
             for shape in SHAPES for engine in ENGINES]
     return {"rows": rows, "cli": _run("netflix-cli", args), "meta": _part_meta(args)}
 
@@ -486,6 +487,10 @@ def _fmt(value: Any, spec: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return format(value, spec)
+
+
+def _secs(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
 def _problem(r: Result | None) -> str | None:
@@ -529,8 +534,8 @@ def _ml1m_section(part: Result | None) -> str:
         rows.append(
             f"| {ours_label} (Rprop, full batch, sparse engine, early stopping on validation) "
             f"| the whole command, start to exit (training alone: "
-            f"{ours['train_seconds']:.1f} s, median epoch "
-            f"{_fmt(ours['epoch_seconds_median'], '.3f')} s) | {ours['wall_seconds']:.1f} "
+            f"{_secs(ours['train_seconds'])} s, median epoch "
+            f"{_fmt(ours['epoch_seconds_median'], '.3f')} s) | {_secs(ours['wall_seconds'])} "
             f"| {_fmt(ours['test_rmse'], '.4f')} "
             f"| {ours['epochs']} run, best {ours['best_epoch']} | {ours['peak_gb']:.2f} GB |")
     dense_label = ("dense reimplementation: items x users dense matrix + mask, "
@@ -540,16 +545,17 @@ def _ml1m_section(part: Result | None) -> str:
     else:
         rows.append(
             f"| {dense_label} | training until the end of its best test epoch (per-epoch test "
-            f"evaluation not counted; all {dense['epochs']} epochs: {dense['train_seconds']:.1f} s "
-            f"training, {dense['wall_seconds_with_eval']:.1f} s with evaluation) "
-            f"| {dense['time_to_best']:.1f} | {dense['best_test_rmse']:.4f} (best; last epoch "
+            f"evaluation not counted; all {dense['epochs']} epochs: "
+            f"{_secs(dense['train_seconds'])} s training, "
+            f"{_secs(dense['wall_seconds_with_eval'])} s with evaluation) "
+            f"| {_secs(dense['time_to_best'])} | {dense['best_test_rmse']:.4f} (best; last epoch "
             f"{dense['final_test_rmse']:.4f}) | best at {dense['best_epoch']} of "
             f"{dense['epochs']} | {dense['peak_gb']:.2f} GB |")
     ratio = None
     if not _problem(ours) and not _problem(dense) and ours["wall_seconds"] > 0:
         ratio = dense["time_to_best"] / ours["wall_seconds"]
     rows.append(f"| ratio | dense time-to-best / ours whole command | "
-                f"{_fmt(ratio, '.1f')}x | | | |")
+                f"{_fmt(ratio, '.1f' if ratio and ratio >= 1 else '.2f')}x | | | |")
     rmse_ok = None if _problem(ours) or ours.get("test_rmse") is None else (
         ours["test_rmse"] <= TARGET_RMSE)
     speed_ok = None if ratio is None else ratio >= TARGET_SPEEDUP
@@ -560,7 +566,7 @@ def _ml1m_section(part: Result | None) -> str:
     busy = _busy([ours, dense])
     text = "\n".join(rows) + f"""
 
-Data: `{dataset}`, `paper_split(seed=0)` (80.1% train, 9.9% validation, 10% test, as
+Data: `{dataset}`, `paper_split(seed=0)` (81% train, 9% validation, 10% test, as
 `autorec train` makes it); both train on the same training ratings and are scored on the same
 test ratings (clipped to the scale; a test user or item without training ratings gets 3).
 
@@ -572,7 +578,7 @@ test ratings (clipped to the scale; a test user or item without training ratings
   RMSE (chosen on the test set, which a real run cannot do) and excludes loading, splitting and
   densifying the data, while ours counts the whole command (interpreter start, loading, split,
   training with validation every epoch, test evaluation, saving the model).
-* Measured {meta['date']}, commit {meta['commit']}, {meta['threads']} torch threads; load average
+* Measured {meta['date']}, commit {meta['commit']}, torch threads: {meta['threads']}; load average
   at the start of each run: {loads or '-'} (other jobs may share the machine).{busy}
 """
     return text
@@ -659,7 +665,7 @@ ns/rating = seconds per epoch / n_ratings. Peak RSS is the measuring process's w
   {_verdict(growth_ok)} ({_fmt(growth, '.2f')}x; ml-1m {_fmt(per_rating.get('ml-1m'), '.0f')},
   ml-10m {_fmt(per_rating.get('ml-10m'), '.0f')}, netflix {_fmt(per_rating.get('netflix'), '.0f')}
   ns/rating).
-* Measured {meta['date']}, commit {meta['commit']}, {meta['threads']} torch threads; load average
+* Measured {meta['date']}, commit {meta['commit']}, torch threads: {meta['threads']}; load average
   at the start of each run: {loads or '-'} (other jobs may share the machine).{busy}
 """
 

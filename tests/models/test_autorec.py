@@ -290,3 +290,16 @@ def test_bf16_autocast_trains_close_to_fp32(low_rank_split, engine) -> None:
         ).fit(low_rank_split.train, low_rank_split.val)
         scores[precision] = rmse(test.rating, model.predict(test.user_idx, test.item_idx))
     assert scores["bf16"] == pytest.approx(scores["fp32"], abs=0.02)
+
+
+def test_auto_engine_choice() -> None:
+    from autorec.models.autorec import choose_engine
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    # ML-1M I-AutoRec: 3,706 x 6,040 with 900k ratings (4% dense): sparse on CPU, dense on GPU.
+    assert choose_engine(3706, 6040, 900_000, cpu) == "sparse"
+    assert choose_engine(3706, 6040, 900_000, cuda) == "dense"
+    # Netflix I-AutoRec (17,770 x 480,189, 1.2%): sparse everywhere.
+    assert choose_engine(17_770, 480_189, 100_000_000, cuda) == "sparse"
+    # A nearly full matrix: dense on CPU too.
+    assert choose_engine(100, 100, 9_000, cpu) == "dense"

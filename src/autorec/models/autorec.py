@@ -162,6 +162,21 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def choose_engine(n_rows: int, n_cols: int, n_ratings: int, device: torch.device) -> str:
+    """The engine ``engine="auto"`` picks.
+
+    CPU (measured, ML-1M I-AutoRec, k = 500, 2 cores): a sparse epoch costs 0.19 s against
+    0.78 s for the dense forward/backward at 4.5% density; the dense path only pays off when
+    most entries are observed, so CPU goes dense above 25% density. CUDA: dense GEMMs run at
+    tens of TFLOP/s while sparse kernels are memory-bound, so small matrices (up to 2.5e8
+    cells, 1 GB as float32) go dense. The CUDA threshold is an estimate, not yet measured.
+    """
+    density = n_ratings / max(1, n_rows * n_cols)
+    if device.type == "cuda":
+        return "dense" if n_rows * n_cols <= 250_000_000 or density > 0.25 else "sparse"
+    return "dense" if density > 0.25 else "sparse"
+
+
 def _process_group() -> object | None:
     """The default process group when running distributed with more than one rank."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -317,7 +332,7 @@ class AutoRec(Recommender):
         self._codes: torch.Tensor | None = None
         engine = cfg.engine
         if engine == "auto":
-            engine = "dense" if x.nnz / max(1, n_rows * n_cols) > 0.25 else "sparse"
+            engine = choose_engine(n_rows, n_cols, x.nnz, device)
         self.engine = engine
         val_x = self._sparse(val, device) if val is not None and val.n_ratings else None
         # Distributed (torchrun): each rank owns the rows r with r % world_size == rank, computes
