@@ -303,3 +303,20 @@ def test_auto_engine_choice() -> None:
     assert choose_engine(17_770, 480_189, 100_000_000, cuda) == "sparse"
     # A nearly full matrix: dense on CPU too.
     assert choose_engine(100, 100, 9_000, cpu) == "dense"
+
+
+def test_dense_engine_in_row_chunks_matches_one_block(low_rank_split, monkeypatch) -> None:
+    import autorec.models.autorec as module
+
+    test = low_rank_split.test
+    cfg = AutoRecConfig(hidden=(8,), n_epochs=8, engine="dense", seed=4)
+    whole = AutoRec(cfg).fit(low_rank_split.train, low_rank_split.val)
+    # 80 items x 120 users = 9,600 cells; blocks of 1,000 cells = 8 rows at a time.
+    monkeypatch.setattr(module, "_DENSE_CHUNK_CELLS", 1000)
+    chunked = AutoRec(cfg).fit(low_rank_split.train, low_rank_split.val)
+    np.testing.assert_allclose(
+        chunked.predict(test.user_idx, test.item_idx),
+        whole.predict(test.user_idx, test.item_idx),
+        atol=1e-4,
+    )
+    assert chunked.history.train_rmse == pytest.approx(whole.history.train_rmse, abs=1e-5)

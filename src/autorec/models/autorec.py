@@ -162,6 +162,10 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+# Largest dense block (rows x columns) the dense engine materialises at once: 64 MB of float32.
+_DENSE_CHUNK_CELLS = 1 << 24
+
+
 def choose_engine(n_rows: int, n_cols: int, n_ratings: int, device: torch.device) -> str:
     """The engine ``engine="auto"`` picks.
 
@@ -447,6 +451,26 @@ class AutoRec(Recommender):
         loss = sse + weight_share * 0.5 * self.config.lam * self.net.weight_sq_norm()
         return loss, sse
 
+    def _dense_chunked_backward(
+        self, x_in: SparseRows, target: SparseRows, weight_share: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-batch loss and gradients through the dense engine, densifying a few thousand
+        cells' worth of rows at a time (the whole matrix at once would need n_rows x n_cols
+        floats several times over: 3 GB each for ML-10M)."""
+        n_rows, n_cols = target.shape
+        step = max(1, _DENSE_CHUNK_CELLS // n_cols)
+        device = target.values.device
+        sse_total = torch.zeros((), dtype=torch.float64, device=device)
+        for start in range(0, n_rows, step):
+            rows = torch.arange(start, min(start + step, n_rows), device=device)
+            chunk_in, chunk_target = x_in.select_rows(rows), target.select_rows(rows)
+            _, sse = self._objective(chunk_in, chunk_target, 0.0)
+            sse.backward()
+            sse_total += sse.detach().double()
+        reg = weight_share * 0.5 * self.config.lam * self.net.weight_sq_norm()
+        reg.backward()
+        return (sse_total + reg.detach()).float(), sse_total.float()
+
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.config.precision != "bf16":
             return contextlib.nullcontext()
@@ -474,8 +498,12 @@ class AutoRec(Recommender):
             # set_to_none: backward then writes each gradient instead of adding it to zeros,
             # which would need a second weight-sized buffer.
             opt.zero_grad(set_to_none=True)
-            loss, sse = self._objective(self._input(x, generator), x, share, self._train_pattern)
-            loss.backward()
+            x_in = self._input(x, generator)
+            if self.engine == "dense" and x.shape[0] * x.shape[1] > _DENSE_CHUNK_CELLS:
+                loss, sse = self._dense_chunked_backward(x_in, x, share)
+            else:
+                loss, sse = self._objective(x_in, x, share, self._train_pattern)
+                loss.backward()
             self._check(torch.tensor(self._sum_across_ranks(float(loss.detach()))))
             self._all_reduce_grads()
             if not sse_box:
