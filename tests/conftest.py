@@ -34,7 +34,7 @@ def low_rank_ratings(
     n_users: int = 120,
     n_items: int = 80,
     rank: int = 3,
-    density: float = 0.3,
+    density: float = 0.2,
     noise: float = 0.25,
     seed: int = 0,
 ) -> Ratings:

@@ -222,3 +222,33 @@ def test_recommend_for_a_new_user_folds_in_ratings(ratings_file, tmp_path, capsy
     assert len(rows) == 4 and not {"m7", "m14"} & {r[1] for r in rows}
     assert main(["recommend", "--model-dir", str(out), "--ratings", "m7=5"]) == 2
     assert "ITEM:RATING" in capsys.readouterr().err
+
+
+def test_train_retrains_on_train_plus_validation_unless_told_not_to(
+    ratings_file, tmp_path, capsys
+) -> None:
+    runs = {}
+    for flag in ([], ["--no-retrain"]):
+        js = tmp_path / f"r{len(flag)}.json"
+        argv = [
+            "train",
+            *_data_args(ratings_file),
+            "--model",
+            "i-autorec",
+            *FAST,
+            "--output",
+            str(tmp_path / f"m{len(flag)}"),
+            "--json",
+            str(js),
+            *flag,
+        ]
+        assert main(argv) == 0
+        runs[bool(flag)] = json.loads(js.read_text())["runs"][0]
+    printed = capsys.readouterr().out
+    assert "retrained on train + validation" in printed
+    retrained, stopped = runs[False], runs[True]
+    # Retraining runs exactly the number of epochs validation chose, on train + validation.
+    assert retrained["hyperparameters"]["n_epochs"] == stopped["best_epoch"]
+    assert retrained["epochs"] == stopped["best_epoch"]
+    assert stopped["hyperparameters"]["n_epochs"] == 30  # the --epochs bound, untouched
+    assert retrained["val_rmse"] == pytest.approx(stopped["val_rmse"])

@@ -227,41 +227,50 @@ def _write_json(path: str | None, payload: dict[str, Any]) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from autorec.cli_data import dataset_from_args
-    from autorec.data import paper_split
-    from autorec.evaluation import evaluate
     from autorec.models import make_model
+    from autorec.protocol import run_protocol
 
     overrides = _model_overrides(args)
     dataset = dataset_from_args(args)
-    model = make_model(args.model, **overrides)
-    split = None
     started = time.perf_counter()
     if args.no_test:
-        model.fit(dataset.ratings)
+        model = make_model(args.model, **overrides).fit(dataset.ratings)
+        seconds = time.perf_counter() - started
+        record = _run_record(args.seed, model, None, None, overrides, seconds)
     else:
-        split = paper_split(dataset.ratings, seed=args.seed)
-        model.fit(split.train, split.val)
-    seconds = time.perf_counter() - started
-    metrics = None if split is None else evaluate(model, split.test)
+        # One run of the protocol with nothing to tune: fit on train with early stopping on
+        # validation, then (unless --no-retrain) retrain on train + validation for the chosen
+        # number of epochs, and score the test set once.
+        result = run_protocol(
+            dataset.ratings,
+            args.model,
+            seed=args.seed,
+            overrides=overrides,
+            grid={},
+            retrain=not args.no_retrain,
+        )
+        model, record = result.model, result.record
+        record["hyperparameters"] = {**overrides, **record["hyperparameters"]}
+        seconds = record["train_seconds"]
     stem = Path(dataset.name).name.replace(":", "-")  # synthetic:ml-1m -> synthetic-ml-1m
     out_dir = Path(args.output or f"runs/{stem}-{args.model}-{args.seed}")
     if _is_main_process():
         model.save(out_dir)
-        record = _run_record(args.seed, model, split, metrics, overrides, seconds)
         _write_json(
             args.json, _summary_json(dataset.name, args.model, model.config.to_dict(), [record])
         )
-        if metrics is not None:
-            assert split is not None and split.val is not None
-            val_rmse = model.history.best_val_rmse
-            stopped = f" at epoch {model.history.best_epoch}" if val_rmse is not None else ""
-            if val_rmse is None:
-                val_rmse = evaluate(model, split.val)["rmse"]
+        if not args.no_test:
+            chosen = record["hyperparameters"]
+            how = (
+                f"retrained on train + validation for {chosen['n_epochs']} epochs"
+                if "n_epochs" in chosen
+                else "fitted on train"
+            )
             print(
                 f"{args.model} on {dataset.name} (seed {args.seed}): "
-                f"test RMSE {metrics['rmse']:.4f}"
-                f"  MAE {metrics['mae']:.4f}  ({metrics['n_fallback']} of {metrics['n']} test "
-                f"ratings by fallback); validation RMSE {val_rmse:.4f}{stopped}; {seconds:.1f} s"
+                f"test RMSE {record['test_rmse']:.4f}  MAE {record['test_mae']:.4f}  "
+                f"({record['n_test_fallback']} of {record['n_test']} test ratings by fallback); "
+                f"validation RMSE {record['val_rmse']:.4f}; {how}; {seconds:.1f} s"
             )
         else:
             print(
@@ -413,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="model folder (default runs/<dataset>-<model>-<seed>/)")
     p.add_argument("--json", help="write the run's results as JSON")
     p.add_argument("--no-test", action="store_true", help="train on all ratings, no evaluation")
+    p.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="keep the validation-stopped model instead of retraining on train + validation",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(

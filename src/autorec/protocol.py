@@ -132,6 +132,7 @@ def run_protocol(
         "hyperparameters": chosen,
         "candidates": candidates,
         "epochs": model.history.n_epochs,
+        "best_epoch": model.history.best_epoch,  # chosen on validation (0: not iterative)
         "train_seconds": seconds,
         "epoch_seconds": model.history.epoch_seconds,
     }

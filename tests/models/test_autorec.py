@@ -320,3 +320,22 @@ def test_dense_engine_in_row_chunks_matches_one_block(low_rank_split, monkeypatc
         atol=1e-4,
     )
     assert chunked.history.train_rmse == pytest.approx(whole.history.train_rmse, abs=1e-5)
+
+
+def test_column_blocked_layout_trains_like_the_plain_one(low_rank_split, tmp_path, monkeypatch):
+    import autorec.models.autorec as module
+    from autorec.models.sparse import BlockedRows
+
+    test = low_rank_split.test
+    cfg = AutoRecConfig(hidden=(8,), n_epochs=10, seed=2, engine="sparse")
+    plain = AutoRec(cfg).fit(low_rank_split.train, low_rank_split.val)
+    # Force blocks of 16 of the 120 user columns (the real rule blocks only huge column sides).
+    monkeypatch.setattr(module, "block_columns", lambda n_cols, k, device: 16)
+    blocked = AutoRec(cfg).fit(low_rank_split.train, low_rank_split.val)
+    assert isinstance(blocked._train_x, BlockedRows) and len(blocked._train_x.blocks) == 8
+    pred = blocked.predict(test.user_idx, test.item_idx)
+    np.testing.assert_allclose(pred, plain.predict(test.user_idx, test.item_idx), atol=1e-4)
+    blocked.save(tmp_path / "b")
+    loaded = AutoRec.load(tmp_path / "b")
+    assert isinstance(loaded._train_x, BlockedRows)
+    np.testing.assert_array_equal(loaded.predict(test.user_idx, test.item_idx), pred)

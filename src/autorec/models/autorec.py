@@ -64,7 +64,14 @@ from torch import nn
 from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError, ModelFitError
 from autorec.models.base import BaseConfig, Recommender
-from autorec.models.sparse import SparseRows, sddmm, spmm
+from autorec.models.sparse import (
+    BlockedRows,
+    Sparse,
+    SparseRows,
+    block_columns,
+    sddmm,
+    spmm,
+)
 from autorec.optim import LeanRprop
 
 log = logging.getLogger(__name__)
@@ -246,7 +253,7 @@ class AutoRecNet(nn.Module):
             hidden = self.g(hidden @ weight.t() + bias)  # (rows, k_next)
         return hidden
 
-    def encode(self, x: SparseRows) -> torch.Tensor:
+    def encode(self, x: Sparse) -> torch.Tensor:
         """Codes of sparse input rows: (n_rows, k_last)."""
         hidden = self.g(spmm(x, self.encoder) + self.encoder_bias)  # (rows, k_1)
         return self._middle(hidden)  # (rows, k_last)
@@ -256,7 +263,7 @@ class AutoRecNet(nn.Module):
         hidden = self.g(x @ self.encoder + self.encoder_bias)  # (rows, k_1)
         return self._middle(hidden)
 
-    def decode_at(self, codes: torch.Tensor, pattern: SparseRows) -> torch.Tensor:
+    def decode_at(self, codes: torch.Tensor, pattern: Sparse) -> torch.Tensor:
         """Reconstructions at the stored entries of ``pattern`` only: (nnz,)."""
         z = sddmm(pattern, codes, self.decoder) + self.decoder_bias[pattern.col]  # (nnz,)
         return self._output(z)
@@ -308,9 +315,29 @@ class AutoRec(Recommender):
             else (self.n_users, self.n_items)
         )
 
-    def _sparse(self, part: Ratings, device: torch.device) -> SparseRows:
+    def _sparse(self, part: Ratings, device: torch.device) -> Sparse:
         rows, cols = self._rows_cols(part.user_idx, part.item_idx)
+        block_cols = getattr(self, "_block_cols", None)
+        if block_cols is not None:
+            return BlockedRows.from_coo(rows, cols, part.rating, self._shape(), block_cols, device)
         return SparseRows.from_coo(rows, cols, part.rating, self._shape(), device)
+
+    def _sparse_from_arrays(self, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> Sparse:
+        if self._block_cols is not None:
+            return BlockedRows.from_coo(
+                rows, cols, values, self._shape(), self._block_cols, self.device
+            )
+        return SparseRows.from_coo(rows, cols, values, self._shape(), self.device)
+
+    def _choose_layout(self, n_ratings: int, device: torch.device) -> None:
+        """Engine (sparse/dense) and, for the sparse engine on CPU, column blocking."""
+        n_rows, n_cols = self._shape()
+        engine = self.config.engine
+        if engine == "auto":
+            engine = choose_engine(n_rows, n_cols, n_ratings, device)
+        self.engine = engine
+        widest = max(self.config.hidden[0], self.config.hidden[-1])
+        self._block_cols = block_columns(n_cols, widest, device) if engine == "sparse" else None
 
     # -- training ------------------------------------------------------------------------------
     def _fit(self, train: Ratings, val: Ratings | None) -> None:
@@ -330,14 +357,12 @@ class AutoRec(Recommender):
             if cfg.f == "identity":
                 self.net.decoder_bias.fill_(self.global_mean)
         self.net.to(device)
+        self._choose_layout(train.n_ratings, device)
+        engine = self.engine
         x = self._sparse(train, device)
         self._train_x = x
-        self._train_pattern: SparseRows | None = None
+        self._train_pattern: Sparse | None = None
         self._codes: torch.Tensor | None = None
-        engine = cfg.engine
-        if engine == "auto":
-            engine = choose_engine(n_rows, n_cols, x.nnz, device)
-        self.engine = engine
         val_x = self._sparse(val, device) if val is not None and val.n_ratings else None
         # Distributed (torchrun): each rank owns the rows r with r % world_size == rank, computes
         # the loss and gradients of its rows, and the gradients are summed across ranks before
@@ -420,7 +445,7 @@ class AutoRec(Recommender):
         self._codes = None
         self._train_pattern = None
 
-    def _input(self, x: SparseRows, generator: torch.Generator) -> SparseRows:
+    def _input(self, x: Sparse, generator: torch.Generator) -> Sparse:
         p = self.config.input_dropout
         if p == 0.0:
             return x
@@ -429,8 +454,8 @@ class AutoRec(Recommender):
 
     def _objective(
         self,
-        x_in: SparseRows,
-        target: SparseRows,
+        x_in: Sparse,
+        target: Sparse,
         weight_share: float,
         pattern: SparseRows | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -452,7 +477,7 @@ class AutoRec(Recommender):
         return loss, sse
 
     def _dense_chunked_backward(
-        self, x_in: SparseRows, target: SparseRows, weight_share: float
+        self, x_in: Sparse, target: Sparse, weight_share: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-batch loss and gradients through the dense engine, densifying a few thousand
         cells' worth of rows at a time (the whole matrix at once would need n_rows x n_cols
@@ -486,7 +511,7 @@ class AutoRec(Recommender):
         return value
 
     def _full_batch_step(
-        self, x: SparseRows, opt: torch.optim.Optimizer, generator: torch.Generator
+        self, x: Sparse, opt: torch.optim.Optimizer, generator: torch.Generator
     ) -> float:
         sse_box: list[float] = []
         if self._train_pattern is None:
@@ -521,7 +546,7 @@ class AutoRec(Recommender):
 
     def _minibatch_epoch(
         self,
-        x: SparseRows,
+        x: Sparse,
         opt: torch.optim.Optimizer,
         generator: torch.Generator,
         n_rows_total: int,
@@ -552,7 +577,7 @@ class AutoRec(Recommender):
         return total
 
     @torch.no_grad()
-    def _rmse_at(self, x: SparseRows, target: SparseRows) -> float:
+    def _rmse_at(self, x: Sparse, target: Sparse) -> float:
         """RMSE at ``target``'s entries of the reconstructions of the training rows ``x``
         (clipped to the scale, as predictions are), summed over ranks when distributed."""
         low, high = self.rating_scale
@@ -594,7 +619,7 @@ class AutoRec(Recommender):
         return codes
 
     @torch.no_grad()
-    def _dense_codes(self, x: SparseRows) -> torch.Tensor:
+    def _dense_codes(self, x: Sparse) -> torch.Tensor:
         """Codes through the dense engine, a few MB of dense rows at a time."""
         n_rows = x.shape[0]
         chunk = max(1, 2**22 // max(1, x.shape[1]))
@@ -702,12 +727,11 @@ class AutoRec(Recommender):
         net_state = {k: torch.from_numpy(v) for k, v in state.items() if not k.startswith("train_")}
         self.net.load_state_dict(net_state)
         self.net.to(self.device)
-        self._train_x = SparseRows.from_coo(
-            state["train_row"],
-            state["train_col"],
-            state["train_value"],
-            (n_rows, n_cols),
-            self.device,
+        self._choose_layout(len(state["train_value"]), self.device)
+        self.engine = extra.get("engine", self.engine)
+        if self.engine != "sparse":
+            self._block_cols = None
+        self._train_x = self._sparse_from_arrays(
+            state["train_row"], state["train_col"], state["train_value"]
         )
-        self.engine = extra.get("engine", "sparse")
         self._codes = None

@@ -147,45 +147,204 @@ def _from_sorted(
     return SparseRows(csr, csr_t, perm, row, col, values)
 
 
+class BlockedRows:
+    """The same sparse matrix split into blocks of consecutive columns.
+
+    When the column side of the weights (``n_cols x k`` floats: the users for I-AutoRec) is far
+    larger than the CPU cache, a row-major SpMM or SDDMM fetches a random weight row from memory
+    for every rating: on Netflix 100 M x 2 KB. Cutting the columns into blocks whose weight rows
+    fit in cache (``block_cols`` x k floats, 16 MB by default) turns those fetches into cache
+    hits, at the price of one pass over the small row-side matrix per block. Measured on the
+    Netflix shape (I-AutoRec, k = 500, 2 cores): encoder 30 s -> 11 s, SDDMM 21 s -> 5 s.
+
+    Entries are stored block by block (``values``, ``row`` and ``col`` in that order, ``col``
+    global), so every per-entry quantity of the loss lines up as it does for
+    :class:`SparseRows`. Each block is a :class:`SparseRows` over its own columns whose
+    ``values``/``row`` tensors are views into the global ones.
+    """
+
+    def __init__(
+        self,
+        blocks: list[SparseRows],
+        starts: list[int],
+        shape: tuple[int, int],
+        values: torch.Tensor,
+        row: torch.Tensor,
+        col: torch.Tensor,
+    ) -> None:
+        self.blocks, self.starts, self._shape = blocks, starts, shape
+        self.values, self.row, self.col = values, row, col
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    @property
+    def nnz(self) -> int:
+        return int(self.values.numel())
+
+    def _offsets(self) -> list[int]:
+        out, total = [], 0
+        for block in self.blocks:
+            out.append(total)
+            total += block.nnz
+        return out
+
+    @classmethod
+    def from_coo(
+        cls,
+        row: np.ndarray,
+        col: np.ndarray,
+        values: np.ndarray,
+        shape: tuple[int, int],
+        block_cols: int,
+        device: torch.device | str = "cpu",
+    ) -> BlockedRows:
+        n_rows, n_cols = shape
+        col = np.asarray(col, dtype=np.int64)
+        block_of = col // block_cols
+        itype = np.int32 if max(len(col), n_rows, n_cols) < 2**31 - 1 else np.int64
+        # Entries ordered by (block, row, column): each block's run is its own CSR order.
+        order = np.argsort(
+            (block_of * n_rows + np.asarray(row, dtype=np.int64)) * block_cols
+            + (col - block_of * block_cols),
+            kind="stable",
+        )
+        del block_of
+        g_row = torch.from_numpy(np.asarray(row)[order].astype(itype)).to(device)
+        g_col = torch.from_numpy(col[order].astype(itype)).to(device)
+        g_val = torch.from_numpy(np.asarray(values, dtype=np.float32)[order]).to(device)
+        del order
+        n_blocks = -(-n_cols // block_cols)
+        counts = torch.bincount((g_col.long() // block_cols), minlength=n_blocks).tolist()
+        blocks, starts, offset = [], [], 0
+        for b, count in enumerate(counts):
+            start = b * block_cols
+            width = min(block_cols, n_cols - start)
+            sl = slice(offset, offset + count)
+            blocks.append(_from_sorted(g_row[sl], g_col[sl] - start, g_val[sl], (n_rows, width)))
+            starts.append(start)
+            offset += count
+        return cls(blocks, starts, shape, g_val, g_row, g_col)
+
+    def with_values(self, values: torch.Tensor) -> BlockedRows:
+        blocks = [
+            block.with_values(values[off : off + block.nnz])
+            for block, off in zip(self.blocks, self._offsets(), strict=True)
+        ]
+        return BlockedRows(blocks, self.starts, self._shape, values, self.row, self.col)
+
+    def pattern(self) -> BlockedRows:
+        return self.with_values(torch.ones_like(self.values))
+
+    def select_rows(self, rows: torch.Tensor) -> BlockedRows:
+        blocks = [block.select_rows(rows) for block in self.blocks]
+        values = torch.cat([b.values for b in blocks])
+        row = torch.cat([b.row for b in blocks])
+        col = torch.cat([b.col + s for b, s in zip(blocks, self.starts, strict=True)])
+        # Re-point the blocks at views of the concatenated arrays.
+        out_blocks, offset = [], 0
+        for b in blocks:
+            sl = slice(offset, offset + b.nnz)
+            out_blocks.append(SparseRows(b.csr, b.csr_t, b.perm, row[sl], b.col, values[sl]))
+            offset += b.nnz
+        return BlockedRows(out_blocks, self.starts, (len(rows), self._shape[1]), values, row, col)
+
+    def to_dense(self) -> torch.Tensor:
+        return torch.cat([b.to_dense() for b in self.blocks], dim=1)
+
+
 class _SpMM(torch.autograd.Function):
     """``X @ dense`` for a constant sparse X; gradient ``X^T @ grad``."""
 
     @staticmethod
-    def forward(ctx: Any, dense: torch.Tensor, x: SparseRows) -> torch.Tensor:
+    def forward(ctx: Any, dense: torch.Tensor, x: SparseRows | BlockedRows) -> torch.Tensor:
         ctx.x = x
-        return torch.sparse.mm(x.csr, dense)
+        if isinstance(x, SparseRows):
+            return torch.sparse.mm(x.csr, dense)
+        out = torch.zeros(x.shape[0], dense.shape[1], dtype=dense.dtype, device=dense.device)
+        for block, start in zip(x.blocks, x.starts, strict=True):
+            out += torch.sparse.mm(block.csr, dense[start : start + block.shape[1]])
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return torch.sparse.mm(ctx.x.csr_t, grad.contiguous()), None
+        x, grad = ctx.x, grad.contiguous()
+        if isinstance(x, SparseRows):
+            return torch.sparse.mm(x.csr_t, grad), None
+        out = torch.empty(x.shape[1], grad.shape[1], dtype=grad.dtype, device=grad.device)
+        for block, start in zip(x.blocks, x.starts, strict=True):
+            out[start : start + block.shape[1]] = torch.sparse.mm(block.csr_t, grad)
+        return out, None
 
 
 class _SDDMM(torch.autograd.Function):
     """``(H @ W^T)`` at the stored entries of ``pattern`` (values must be 1): (nnz,)."""
 
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, w: torch.Tensor, pattern: SparseRows) -> torch.Tensor:
+    def forward(
+        ctx: Any, h: torch.Tensor, w: torch.Tensor, pattern: SparseRows | BlockedRows
+    ) -> torch.Tensor:
         ctx.save_for_backward(h, w)
         ctx.pattern = pattern
-        return torch.sparse.sampled_addmm(pattern.csr, h, w.t(), beta=0.0).values()
+        if isinstance(pattern, SparseRows):
+            return torch.sparse.sampled_addmm(pattern.csr, h, w.t(), beta=0.0).values()
+        out = torch.empty(pattern.nnz, dtype=h.dtype, device=h.device)
+        offset = 0
+        for block, start in zip(pattern.blocks, pattern.starts, strict=True):
+            w_block = w[start : start + block.shape[1]]
+            out[offset : offset + block.nnz] = torch.sparse.sampled_addmm(
+                block.csr, h, w_block.t(), beta=0.0
+            ).values()
+            offset += block.nnz
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         h, w = ctx.saved_tensors
         d = ctx.pattern.with_values(grad.contiguous())
-        grad_h = torch.sparse.mm(d.csr, w) if ctx.needs_input_grad[0] else None
-        grad_w = torch.sparse.mm(d.csr_t, h) if ctx.needs_input_grad[1] else None
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if isinstance(d, SparseRows):
+            grad_h = torch.sparse.mm(d.csr, w) if need_h else None
+            grad_w = torch.sparse.mm(d.csr_t, h) if need_w else None
+            return grad_h, grad_w, None
+        grad_h = torch.zeros_like(h) if need_h else None
+        grad_w = torch.empty_like(w) if need_w else None
+        for block, start in zip(d.blocks, d.starts, strict=True):
+            end = start + block.shape[1]
+            if grad_h is not None:
+                grad_h += torch.sparse.mm(block.csr, w[start:end])
+            if grad_w is not None:
+                grad_w[start:end] = torch.sparse.mm(block.csr_t, h)
         return grad_h, grad_w, None
 
 
-def spmm(x: SparseRows, dense: torch.Tensor) -> torch.Tensor:
+#: Either layout; every function here accepts both.
+Sparse = SparseRows | BlockedRows
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """float32 for reduced-precision inputs (bf16 autocast); float64 stays (gradient checks)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def spmm(x: SparseRows | BlockedRows, dense: torch.Tensor) -> torch.Tensor:
     """(n_rows, k) = X (n_rows, n_cols) @ dense (n_cols, k), differentiable in ``dense``."""
     # The sparse kernels are float32 only: never let an enclosing bf16 autocast reach them.
     with torch.autocast(device_type=dense.device.type, enabled=False):
-        return _SpMM.apply(dense.float(), x)
+        return _SpMM.apply(_full(dense), x)
 
 
-def sddmm(pattern: SparseRows, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def sddmm(pattern: SparseRows | BlockedRows, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """(nnz,) with entry e = h[row_e] . w[col_e], differentiable in ``h`` and ``w``."""
     with torch.autocast(device_type=h.device.type, enabled=False):
-        return _SDDMM.apply(h.float(), w.float(), pattern)
+        return _SDDMM.apply(_full(h), _full(w), pattern)
+
+
+def block_columns(n_cols: int, k: int, device: torch.device) -> int | None:
+    """Columns per block for a CPU run, or None when one block is best (the column-side
+    weights, n_cols x k floats, already fit in a 32 MB cache; and on GPUs, which have no such
+    cache cliff). 16 MB of weight rows per block."""
+    if device.type != "cpu" or n_cols * k * 4 <= (32 << 20):
+        return None
+    return max(1024, (16 << 20) // (4 * k))
