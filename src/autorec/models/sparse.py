@@ -41,10 +41,19 @@ class SparseRows:
 
     csr: torch.Tensor  # (n_rows, n_cols) sparse CSR, float32
     csr_t: torch.Tensor  # (n_cols, n_rows) sparse CSR, float32
-    perm: torch.Tensor  # (nnz,) int64
-    row: torch.Tensor  # (nnz,) int64 row of each stored entry, CSR order
-    col: torch.Tensor  # (nnz,) int64 column of each stored entry, CSR order
+    perm: torch.Tensor  # (nnz,) int32/int64
+    col: torch.Tensor  # (nnz,) column of each stored entry, CSR order (the CSR's own indices)
     values: torch.Tensor  # (nnz,) float32, CSR order
+
+    @property
+    def row(self) -> torch.Tensor:
+        """(nnz,) row of each stored entry, CSR order; computed on demand rather than kept
+        (0.4 GB on Netflix)."""
+        crow = self.csr.crow_indices()
+        counts = (crow[1:] - crow[:-1]).long()
+        return torch.repeat_interleave(
+            torch.arange(len(counts), dtype=self.col.dtype, device=crow.device), counts
+        )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -96,7 +105,7 @@ class SparseRows:
             values[self.perm],
             (self.shape[1], self.shape[0]),
         )
-        return SparseRows(csr, csr_t, self.perm, self.row, self.col, values)
+        return SparseRows(csr, csr_t, self.perm, self.col, values)
 
     def pattern(self) -> SparseRows:
         """Same pattern with all values 1 (the sampling mask of an SDDMM). The transposed copy
@@ -109,7 +118,7 @@ class SparseRows:
             ones,
             (self.shape[1], self.shape[0]),
         )
-        return SparseRows(csr, csr_t, self.perm, self.row, self.col, ones)
+        return SparseRows(csr, csr_t, self.perm, self.col, ones)
 
     def select_rows(self, rows: torch.Tensor) -> SparseRows:
         """The sub-matrix of the given rows (in that order), all columns kept."""
@@ -144,7 +153,7 @@ def _from_sorted(
     indptr_t[1:] = torch.cumsum(torch.bincount(col, minlength=n_cols), 0)
     csr = _csr(indptr, col, values, shape)
     csr_t = _csr(indptr_t, row[perm], values[perm], (n_cols, n_rows))
-    return SparseRows(csr, csr_t, perm, row, col, values)
+    return SparseRows(csr, csr_t, perm, col, values)
 
 
 class BlockedRows:
@@ -157,10 +166,10 @@ class BlockedRows:
     hits, at the price of one pass over the small row-side matrix per block. Measured on the
     Netflix shape (I-AutoRec, k = 500, 2 cores): encoder 30 s -> 11 s, SDDMM 21 s -> 5 s.
 
-    Entries are stored block by block (``values``, ``row`` and ``col`` in that order, ``col``
-    global), so every per-entry quantity of the loss lines up as it does for
-    :class:`SparseRows`. Each block is a :class:`SparseRows` over its own columns whose
-    ``values``/``row`` tensors are views into the global ones.
+    Entries are stored block by block, so every per-entry quantity (``values``, and ``row`` and
+    ``col``, which are computed on demand to save memory) lines up with the loss as it does for
+    :class:`SparseRows`. Each block is a :class:`SparseRows` over its own columns whose values
+    are a view into ``values``.
     """
 
     def __init__(
@@ -169,11 +178,8 @@ class BlockedRows:
         starts: list[int],
         shape: tuple[int, int],
         values: torch.Tensor,
-        row: torch.Tensor,
-        col: torch.Tensor,
     ) -> None:
-        self.blocks, self.starts, self._shape = blocks, starts, shape
-        self.values, self.row, self.col = values, row, col
+        self.blocks, self.starts, self._shape, self.values = blocks, starts, shape, values
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -183,12 +189,35 @@ class BlockedRows:
     def nnz(self) -> int:
         return int(self.values.numel())
 
+    @property
+    def row(self) -> torch.Tensor:
+        """(nnz,) global row of each entry, block order."""
+        return torch.cat([b.row for b in self.blocks])
+
+    @property
+    def col(self) -> torch.Tensor:
+        """(nnz,) global column of each entry, block order."""
+        return torch.cat([b.col + s for b, s in zip(self.blocks, self.starts, strict=True)])
+
     def _offsets(self) -> list[int]:
         out, total = [], 0
         for block in self.blocks:
             out.append(total)
             total += block.nnz
         return out
+
+    @classmethod
+    def _assemble(
+        cls, blocks: list[SparseRows], starts: list[int], shape: tuple[int, int]
+    ) -> BlockedRows:
+        """Concatenate the blocks' values and re-point each block at its slice (no copies
+        survive: the per-block value tensors are dropped)."""
+        values = torch.cat([b.values for b in blocks])
+        out, offset = [], 0
+        for b in blocks:
+            out.append(b.with_values(values[offset : offset + b.nnz]))
+            offset += b.nnz
+        return cls(out, starts, shape, values)
 
     @classmethod
     def from_coo(
@@ -201,54 +230,34 @@ class BlockedRows:
         device: torch.device | str = "cpu",
     ) -> BlockedRows:
         n_rows, n_cols = shape
-        col = np.asarray(col, dtype=np.int64)
-        block_of = col // block_cols
-        itype = np.int32 if max(len(col), n_rows, n_cols) < 2**31 - 1 else np.int64
-        # Entries ordered by (block, row, column): each block's run is its own CSR order.
-        order = np.argsort(
-            (block_of * n_rows + np.asarray(row, dtype=np.int64)) * block_cols
-            + (col - block_of * block_cols),
-            kind="stable",
-        )
-        del block_of
-        g_row = torch.from_numpy(np.asarray(row)[order].astype(itype)).to(device)
-        g_col = torch.from_numpy(col[order].astype(itype)).to(device)
-        g_val = torch.from_numpy(np.asarray(values, dtype=np.float32)[order]).to(device)
-        del order
-        n_blocks = -(-n_cols // block_cols)
-        counts = torch.bincount((g_col.long() // block_cols), minlength=n_blocks).tolist()
-        blocks, starts, offset = [], [], 0
-        for b, count in enumerate(counts):
-            start = b * block_cols
+        col = np.asarray(col)
+        row = np.asarray(row)
+        values = np.asarray(values, dtype=np.float32)
+        blocks, starts = [], []
+        for start in range(0, n_cols, block_cols):
             width = min(block_cols, n_cols - start)
-            sl = slice(offset, offset + count)
-            blocks.append(_from_sorted(g_row[sl], g_col[sl] - start, g_val[sl], (n_rows, width)))
+            mask = (col >= start) & (col < start + width)
+            blocks.append(
+                SparseRows.from_coo(
+                    row[mask], col[mask] - start, values[mask], (n_rows, width), device
+                )
+            )
             starts.append(start)
-            offset += count
-        return cls(blocks, starts, shape, g_val, g_row, g_col)
+        return cls._assemble(blocks, starts, shape)
 
     def with_values(self, values: torch.Tensor) -> BlockedRows:
         blocks = [
             block.with_values(values[off : off + block.nnz])
             for block, off in zip(self.blocks, self._offsets(), strict=True)
         ]
-        return BlockedRows(blocks, self.starts, self._shape, values, self.row, self.col)
+        return BlockedRows(blocks, self.starts, self._shape, values)
 
     def pattern(self) -> BlockedRows:
         return self.with_values(torch.ones_like(self.values))
 
     def select_rows(self, rows: torch.Tensor) -> BlockedRows:
         blocks = [block.select_rows(rows) for block in self.blocks]
-        values = torch.cat([b.values for b in blocks])
-        row = torch.cat([b.row for b in blocks])
-        col = torch.cat([b.col + s for b, s in zip(blocks, self.starts, strict=True)])
-        # Re-point the blocks at views of the concatenated arrays.
-        out_blocks, offset = [], 0
-        for b in blocks:
-            sl = slice(offset, offset + b.nnz)
-            out_blocks.append(SparseRows(b.csr, b.csr_t, b.perm, row[sl], b.col, values[sl]))
-            offset += b.nnz
-        return BlockedRows(out_blocks, self.starts, (len(rows), self._shape[1]), values, row, col)
+        return self._assemble(blocks, self.starts, (len(rows), self._shape[1]))
 
     def to_dense(self) -> torch.Tensor:
         return torch.cat([b.to_dense() for b in self.blocks], dim=1)
