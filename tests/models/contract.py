@@ -19,8 +19,10 @@ class RecommenderContract:
         raise NotImplementedError
 
     @pytest.fixture(scope="class")
-    def fitted(self, low_rank_split) -> Recommender:
-        return self.make_model().fit(low_rank_split.train, low_rank_split.val)
+    @classmethod
+    def fitted(cls, low_rank_split) -> Recommender:
+        # Fitted once per model class and shared by the read-only tests below.
+        return cls().make_model().fit(low_rank_split.train, low_rank_split.val)
 
     def test_fit_returns_self(self, low_rank_split) -> None:
         model = self.make_model()
