@@ -32,10 +32,13 @@ def _load_ml100k(data_dir: str):
     return load_dataset("ml-100k", data_dir=data_dir).ratings
 
 
-def _worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, world: int, data_dir: str, out: str) -> None:
+    # A file rendezvous (no port to race for) and gloo on the loopback interface only.
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=world
+    )
     try:
         split = paper_split(_load_ml100k(data_dir), seed=0)
         model = AutoRec(AutoRecConfig(**CONFIG)).fit(split.train, split.val)
@@ -43,14 +46,16 @@ def _worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
         np.save(f"{out}/rank{rank}.npy", flat)
         np.save(f"{out}/val{rank}.npy", np.array(model.history.val_rmse))
     finally:
-        dist.destroy_process_group()
+        from autorec.distributed import teardown
+
+        teardown()
 
 
 @pytest.mark.realdata
 def test_two_ranks_agree_and_match_single_process(shared_data_dir, tmp_path) -> None:
     mp.start_processes(
         _worker,
-        args=(2, _free_port(), str(shared_data_dir), str(tmp_path)),
+        args=(2, str(shared_data_dir), str(tmp_path)),
         nprocs=2,
         join=True,
         start_method="spawn",
@@ -69,7 +74,12 @@ def test_two_ranks_agree_and_match_single_process(shared_data_dir, tmp_path) -> 
 
 @pytest.mark.realdata
 def test_torchrun_cli_trains_and_only_rank0_writes(shared_data_dir, tmp_path) -> None:
-    env = {**os.environ, "AUTOREC_DATA_DIR": str(shared_data_dir), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "AUTOREC_DATA_DIR": str(shared_data_dir),
+        "OMP_NUM_THREADS": "1",
+        "GLOO_SOCKET_IFNAME": "lo",
+    }
     out = tmp_path / "model"
     cmd = [
         sys.executable,

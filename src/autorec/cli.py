@@ -167,32 +167,6 @@ def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- train / evaluate -----------------------------------------------------------------------------
-def _run_record(
-    seed: int,
-    model: Any,
-    split: Any,
-    test_metrics: dict[str, float] | None,
-    hyperparameters: dict[str, Any],
-    train_seconds: float,
-) -> dict[str, Any]:
-    summary = split.summary() if split is not None else {}
-    return {
-        "seed": seed,
-        "test_rmse": None if test_metrics is None else test_metrics["rmse"],
-        "test_mae": None if test_metrics is None else test_metrics["mae"],
-        "val_rmse": model.history.best_val_rmse,
-        "n_train": summary.get("n_train", 0),
-        "n_val": summary.get("n_val", 0),
-        "n_test": summary.get("n_test", 0),
-        "n_test_fallback": None if test_metrics is None else test_metrics["n_fallback"],
-        "hyperparameters": hyperparameters,
-        "epochs": model.history.n_epochs,
-        "best_epoch": model.history.best_epoch,
-        "train_seconds": train_seconds,
-        "epoch_seconds": model.history.epoch_seconds,
-    }
-
-
 def _summary_json(
     dataset: str, model_name: str, config: dict[str, Any], runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -236,7 +210,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.no_test:
         model = make_model(args.model, **overrides).fit(dataset.ratings)
         seconds = time.perf_counter() - started
-        record = _run_record(args.seed, model, None, None, overrides, seconds)
+        record = {
+            "seed": args.seed,
+            "hyperparameters": overrides,
+            "epochs": model.history.n_epochs,
+            "train_seconds": seconds,
+            "epoch_seconds": model.history.epoch_seconds,
+            "n_train": dataset.ratings.n_ratings,
+            **dict.fromkeys(("test_rmse", "test_mae", "val_rmse", "n_test_fallback")),
+            "n_val": 0,
+            "n_test": 0,
+        }
     else:
         # One run of the protocol with nothing to tune: fit on train with early stopping on
         # validation, then (unless --no-retrain) retrain on train + validation for the chosen

@@ -70,7 +70,10 @@ def setup(device: str | None = None) -> DistEnv:
 
 
 def teardown() -> None:
+    """Leave the process group once every rank is done: a rank that destroys its group while
+    another still talks to it makes gloo abort that other rank."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

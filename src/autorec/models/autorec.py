@@ -603,20 +603,13 @@ class AutoRec(Recommender):
 
     # -- prediction ----------------------------------------------------------------------------
     @torch.no_grad()
-    def _all_codes(self, cache: bool = True) -> torch.Tensor:
-        """Codes of every training row, from the training inputs only: (n_rows, k_last)."""
-        if cache and self._codes is not None:
-            return self._codes
-        was_training = self.net.training
-        self.net.eval()
-        if self.engine == "sparse":
-            codes = self.net.encode(self._train_x)
-        else:
-            codes = self._dense_codes(self._train_x)
-        self.net.train(was_training)
-        if cache:
-            self._codes = codes
-        return codes
+    def _all_codes(self) -> torch.Tensor:
+        """Codes of every training row, from the training inputs only: (n_rows, k_last),
+        computed once after fitting or loading and kept for later predictions."""
+        if self._codes is None:
+            x = self._train_x
+            self._codes = self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
+        return self._codes
 
     @torch.no_grad()
     def _dense_codes(self, x: Sparse) -> torch.Tensor:
