@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "data-performance.md"
@@ -126,14 +127,7 @@ def _run(task: str) -> dict[str, object]:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
             f"numpy {np.__version__}; {platform.system()} {platform.release()}")
 

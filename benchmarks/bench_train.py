@@ -69,6 +69,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "performance.md"
 RESULTS_MARK = "<!-- bench_train results"
@@ -467,14 +469,7 @@ def _machine() -> str:
     import numpy as np
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
     except (ValueError, OSError, AttributeError):

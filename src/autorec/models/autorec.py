@@ -501,14 +501,12 @@ class AutoRec(Recommender):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
-    def _check(self, loss: torch.Tensor) -> float:
-        value = float(loss.detach())
-        if not math.isfinite(value):
+    def _check(self, loss: float) -> None:
+        if not math.isfinite(loss):
             raise ModelFitError(
-                f"{self.model_name} diverged: loss became {value} at epoch "
+                f"{self.model_name} diverged: loss became {loss} at epoch "
                 f"{len(self.history.epoch_seconds) + 1} (try a smaller lr or a larger lambda)"
             )
-        return value
 
     def _full_batch_step(
         self, x: Sparse, opt: torch.optim.Optimizer, generator: torch.Generator
@@ -529,13 +527,12 @@ class AutoRec(Recommender):
             else:
                 loss, sse = self._objective(x_in, x, share, self._train_pattern)
                 loss.backward()
-            self._check(torch.tensor(self._sum_across_ranks(float(loss.detach()))))
+            total = self._sum_across_ranks(float(loss.detach()))  # one reduction per call
+            self._check(total)
             self._all_reduce_grads()
             if not sse_box:
                 sse_box.append(float(sse.detach()))
-            if self._group is not None:
-                return torch.tensor(self._sum_across_ranks(float(loss.detach())))
-            return loss
+            return loss if self._group is None else torch.tensor(total)
 
         if isinstance(opt, torch.optim.LBFGS):
             opt.step(closure)
@@ -567,7 +564,7 @@ class AutoRec(Recommender):
                 loss, sse = self._objective(
                     self._input(batch, generator), batch, len(rows) / n_rows_total
                 )
-                self._check(loss)
+                self._check(float(loss.detach()))
                 loss.backward()
                 total += float(sse.detach())
             elif self._group is None:
@@ -712,6 +709,7 @@ class AutoRec(Recommender):
 
     def _load_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         cfg = self.config
+        # A model trained on a GPU still loads on a machine without one ("auto" -> CPU).
         self.device = resolve_device(cfg.device if cfg.device != "cuda" else "auto")
         n_rows, n_cols = self._shape()
         self.net = AutoRecNet(
