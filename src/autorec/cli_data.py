@@ -52,14 +52,17 @@ def _scale(text: str) -> tuple[float, float]:
     return low, high
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+def add_dataset_arguments(
+    parser: argparse.ArgumentParser, *, required: bool = True, default_help: str = ""
+) -> None:
     """The options that say which ratings to load (see :func:`dataset_from_args`)."""
     g = parser.add_argument_group("data set")
     g.add_argument(
         "--dataset",
-        required=True,
+        required=required,
         metavar="NAME_OR_PATH",
-        help=f"a known name ({', '.join(KNOWN_DATASETS)}), synthetic:PRESET, or a rating file",
+        help=f"a known name ({', '.join(KNOWN_DATASETS)}), synthetic:PRESET, or a rating file"
+        + default_help,
     )
     g.add_argument(
         "--data-dir",

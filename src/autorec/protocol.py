@@ -107,6 +107,8 @@ def run_protocol(
     assert best is not None
     val_rmse, point, model = best
     chosen = {**point}
+    # The curves of the run that chose the settings (train and validation RMSE per epoch).
+    curve = {"train_rmse": list(model.history.train_rmse), "val_rmse": list(model.history.val_rmse)}
     if retrain:
         fixed = {**overrides, **point}
         if "n_epochs" in type(model).config_class.__dataclass_fields__ and model.history.best_epoch:
@@ -135,5 +137,6 @@ def run_protocol(
         "best_epoch": model.history.best_epoch,  # chosen on validation (0: not iterative)
         "train_seconds": seconds,
         "epoch_seconds": model.history.epoch_seconds,
+        "learning_curve": curve,
     }
     return ProtocolResult(record=record, model=model, split=split, candidates=candidates)

@@ -12,12 +12,21 @@ from autorec.errors import ConfigError
 from autorec.models.autorec import AutoRec
 from autorec.models.base import BaseConfig, Recommender
 from autorec.models.baselines import BiasBaseline
+from autorec.models.biased_mf import BiasedMF
+from autorec.models.knn import ItemKNN
+from autorec.models.llorma import Llorma
+from autorec.models.rbm import RBM
 
 # name -> (class, config fields that define the named variant)
 _REGISTRY: dict[str, tuple[type[Recommender], dict[str, Any]]] = {
     "i-autorec": (AutoRec, {"variant": "item"}),
     "u-autorec": (AutoRec, {"variant": "user"}),
     "bias": (BiasBaseline, {}),
+    "biased-mf": (BiasedMF, {}),
+    "item-knn": (ItemKNN, {}),
+    "llorma": (Llorma, {}),
+    "i-rbm": (RBM, {"variant": "item"}),
+    "u-rbm": (RBM, {"variant": "user"}),
 }
 
 MODEL_NAMES = tuple(_REGISTRY)
