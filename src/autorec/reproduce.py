@@ -265,6 +265,12 @@ class CellStore:
         _write_text(path, json.dumps(payload, indent=1))
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -353,6 +359,7 @@ def run_cells(
             "seconds": seconds,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "autorec_version": autorec.__version__,
+            "torch_threads": _torch_threads(),
             "record": result.record,
         }
         store.put(cell, payload)
@@ -566,6 +573,14 @@ def _num(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _threads_text(cells: dict[str, dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for cell in cells.values():
+        key = str(cell.get("torch_threads", "not recorded"))
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ({n} cells)" for k, n in sorted(counts.items()))
+
+
 def _secs(value: float | None) -> str:
     if value is None:
         return "-"
@@ -674,7 +689,7 @@ def write_report(
         f"Produced by `{command}`; autorec {env['autorec']}, torch {env['torch']}, "
         f"numpy {env['numpy']}, Python {env['python']}.",
         f"Machine: {env['cpu']}, {env['cpu_count']} CPUs, {env['memory_gib']} GiB RAM, "
-        f"torch threads: {env['torch_threads']}; {env['platform']}.",
+        f"torch threads per cell: {_threads_text(cells)}; {env['platform']}.",
         f"Compute: {_fmt_duration(total_cell_seconds)} over {len(cells)} cells "
         "(model setting x seed); generated " + results["generated"] + ".",
     ]

@@ -25,6 +25,7 @@ from autorec.models.rbm import (
 
 from .contract import RecommenderContract
 
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     # These problems are tiny: with several threads, each of the many small sparse products pays

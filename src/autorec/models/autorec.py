@@ -411,16 +411,7 @@ class AutoRec(Recommender):
             if fit_val is not None:
                 val_rmse = self._rmse_at(fit_x, fit_val)
             seconds = time.perf_counter() - started
-            self.history.train_rmse.append(train_rmse)
-            self.history.val_rmse.append(val_rmse)
-            self.history.epoch_seconds.append(seconds)
-            log.info(
-                "epoch %d train_rmse=%.4f val_rmse=%.4f seconds=%.2f",
-                epoch,
-                train_rmse,
-                val_rmse,
-                seconds,
-            )
+            self.history.record(log, epoch, train_rmse, val_rmse, seconds)
             if val_x is None:
                 best_epoch = epoch
                 continue

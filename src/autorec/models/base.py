@@ -88,6 +88,28 @@ class FitHistory:
     def n_epochs(self) -> int:
         return len(self.epoch_seconds)
 
+    def record(
+        self,
+        logger: logging.Logger,
+        epoch: int,
+        train_rmse: float,
+        val_rmse: float,
+        seconds: float,
+        note: str = "",
+    ) -> None:
+        """Append one epoch and log it as one line (``note``, e.g. ``"CD-3"``, after the epoch)."""
+        self.train_rmse.append(train_rmse)
+        self.val_rmse.append(val_rmse)
+        self.epoch_seconds.append(seconds)
+        logger.info(
+            "epoch %d%s train_rmse=%.4f val_rmse=%.4f seconds=%.2f",
+            epoch,
+            f" {note}" if note else "",
+            train_rmse,
+            val_rmse,
+            seconds,
+        )
+
     @property
     def best_val_rmse(self) -> float | None:
         return self.val_rmse[self.best_epoch - 1] if self.val_rmse and self.best_epoch else None

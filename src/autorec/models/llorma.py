@@ -471,16 +471,7 @@ class Llorma(Recommender):
                 raise ModelFitError(f"llorma diverged: training RMSE {train_rmse} at {epoch}")
             val_rmse = self._rmse(val, val_pairs) if val_pairs is not None else math.nan
             seconds = time.perf_counter() - t0
-            self.history.train_rmse.append(train_rmse)
-            self.history.val_rmse.append(val_rmse)
-            self.history.epoch_seconds.append(seconds)
-            log.info(
-                "epoch %d train_rmse=%.4f val_rmse=%.4f seconds=%.2f",
-                epoch,
-                train_rmse,
-                val_rmse,
-                seconds,
-            )
+            self.history.record(log, epoch, train_rmse, val_rmse, seconds)
             if val_pairs is None:
                 best_epoch = epoch
                 continue

@@ -515,17 +515,7 @@ class RBM(Recommender):
                     "try a smaller lr"
                 )
             seconds = time.perf_counter() - started
-            self.history.train_rmse.append(train_rmse)
-            self.history.val_rmse.append(val_rmse)
-            self.history.epoch_seconds.append(seconds)
-            log.info(
-                "epoch %d CD-%d train_rmse=%.4f val_rmse=%.4f seconds=%.2f",
-                epoch,
-                n_steps,
-                train_rmse,
-                val_rmse,
-                seconds,
-            )
+            self.history.record(log, epoch, train_rmse, val_rmse, seconds, f"CD-{n_steps}")
             if val_rows is None:
                 best_epoch = epoch
                 continue
