@@ -189,10 +189,8 @@ class BiasedMF(Recommender):
         u_idx = torch.from_numpy(train.user_idx.astype(np.int64))
         i_idx = torch.from_numpy(train.item_idx.astype(np.int64))
         # Both orientations of the training matrix: entry positions sorted by user / by item.
-        by_user = np.lexsort((train.item_idx, train.user_idx))
-        by_item = np.lexsort((train.user_idx, train.item_idx))
-        user_ptr = np.concatenate([[0], np.cumsum(train.user_counts())]).astype(np.int64)
-        item_ptr = np.concatenate([[0], np.cumsum(train.item_counts())]).astype(np.int64)
+        user_ptr, _, _, by_user = train.csr("user")
+        item_ptr, _, _, by_item = train.csr("item")
         by_user_t, by_item_t = torch.from_numpy(by_user), torch.from_numpy(by_item)
         u_cols, u_vals = i_idx[by_user_t], r[by_user_t]  # user rows -> item columns
         i_cols, i_vals = u_idx[by_item_t], r[by_item_t]  # item rows -> user columns
