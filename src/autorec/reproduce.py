@@ -776,12 +776,12 @@ def reproduce(
     started = time.perf_counter()
     store = CellStore(out_dir, plan)
     command = command or "autorec reproduce " + " ".join(sys.argv[1:])
-    cells = {} if report_only else run_cells(ratings, plan, store, runner=runner)
+    if not report_only:
+        run_cells(ratings, plan, store, runner=runner)
     # The report covers every finished cell of every table, including earlier --only runs.
     full = dataclasses.replace(plan, tables=TABLES, models=None)
     everything = {c.key: store.get(c) for c in full.cells()}
     everything = {k: v for k, v in everything.items() if v is not None}
-    everything.update(cells)
     shown = dataclasses.replace(
         full, tables=tuple(t for t in TABLES if t in plan.tables or _has_any(full, t, everything))
     )
