@@ -289,7 +289,7 @@ def _dense_extrapolated(ratings: Any, rows_per_batch: int, n_batches: int) -> Re
     """Seconds of one full-batch dense epoch, from ``n_batches`` timed batches of rows.
 
     Each batch goes through what the dense engine does for all rows at once (see
-    ``AutoRec._objective``): densify input, mask and target, ``decode_dense(encode_dense(x))``,
+    ``AutoRec._data_loss``): densify input, mask and target, ``decode_dense(encode_dense(x))``,
     masked squared error, backward (gradients accumulate, as in one full-batch gradient). The
     weight decay term, its backward and one Rprop step happen once per epoch and are timed once.
     """
@@ -321,7 +321,7 @@ def _dense_extrapolated(ratings: Any, rows_per_batch: int, n_batches: int) -> Re
         batch_seconds.append(time.perf_counter() - started)
         del part, dense_in, mask, pred, sse
     started = time.perf_counter()
-    (0.5 * cfg.lam * net.weight_sq_norm()).backward()
+    net.add_weight_decay(cfg.lam)
     opt.step()
     step_seconds = time.perf_counter() - started
     per_batch = statistics.median(batch_seconds)

@@ -72,10 +72,9 @@ def test_loss_and_gradient_known_answer(tiny, engine) -> None:
     # h(i1) = 0.1*3 + 0.3*1 = 0.6 -> outputs [0.6, 1.2, -0.6]; errors at observed: -2.4, -1.6
     # SSE = 13.69 + 1.96 + 5.76 + 2.56 = 23.97; lambda/2 (||W||^2 + ||V||^2) = 1 * (6 + 0.14)
     model, x = _model_with_weights(tiny, engine)
-    loss, sse = model._objective(x, x, 1.0)
-    assert float(sse.detach()) == pytest.approx(23.97, abs=1e-4)
-    assert float(loss.detach()) == pytest.approx(30.11, abs=1e-4)
-    loss.backward()
+    loss, sse = model._backward(x, x, 1.0)
+    assert sse == pytest.approx(23.97, abs=1e-4)
+    assert loss == pytest.approx(30.11, abs=1e-4)
     net = model.net
     # dL/dW_u = sum_i 2 err_iu h_i + lambda W_u: u0 = -7.4*1.3 - 4.8*0.6 + 2 = -10.5,
     # u1 = -2.8*1.3 + 4 = 0.36, u2 = -3.2*0.6 - 2 = -3.92. The unobserved (u1, i1) and
@@ -93,11 +92,46 @@ def test_biases_are_not_regularised(tiny) -> None:
     with torch.no_grad():
         model.net.decoder_bias.fill_(10.0)
         model.net.encoder_bias.fill_(10.0)
-    loss0, sse0 = model._objective(x, x, 1.0)
+    loss0, _ = model._backward(x, x, 1.0)
+    grads0 = {n: p.grad.clone() for n, p in model.net.named_parameters()}
+    model.net.zero_grad(set_to_none=True)
     model.config = model.config.replace(lam=5.0)
-    loss5, sse5 = model._objective(x, x, 1.0)
-    # lambda/2 (||W||^2 + ||V||^2) = 2.5 * 6.14 = 15.35; the biases (10 each) add nothing.
-    assert float((loss5 - loss0).detach()) == pytest.approx(15.35, abs=1e-3)
+    loss5, _ = model._backward(x, x, 1.0)
+    # lambda/2 (||W||^2 + ||V||^2) = 2.5 * 6.14 = 15.35; the biases (10 each) add nothing,
+    # to the loss or to their gradients; each weight's gradient gains lambda * weight, rounded
+    # as autograd rounds it (lambda * weight first, then the sum: bit for bit, so that training
+    # reproduces the numbers of the versions that differentiated the penalty with autograd).
+    assert loss5 - loss0 == pytest.approx(15.35, abs=1e-3)
+    for name, param in model.net.named_parameters():
+        extra = 5.0 * param.detach() if name in ("encoder", "decoder") else 0.0
+        torch.testing.assert_close(param.grad, grads0[name] + extra, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("engine", ["sparse", "dense"])
+def test_gradient_is_autograd_of_the_whole_objective(low_rank, engine) -> None:
+    # The penalty's gradient is added in place outside autograd; it must equal what autograd
+    # gives for the objective written out, ||.||^2 of every weight matrix (the middle layers'
+    # of a deep net too) and none of the biases.
+    torch.manual_seed(0)
+    cfg = AutoRecConfig(hidden=(6, 3, 6), lam=7.0, engine=engine, seed=0)
+    model = AutoRec(cfg)
+    model.users, model.items = low_rank.users, low_rank.items
+    model.n_users, model.n_items = low_rank.n_users, low_rank.n_items
+    model.rating_scale = low_rank.rating_scale
+    n_rows, n_cols = model._shape()
+    model.net = AutoRecNet(n_cols, cfg.hidden, "identity", "sigmoid", (1.0, 5.0), torch.Generator())
+    model.engine = engine
+    x = model._sparse(low_rank, torch.device("cpu"))
+    loss, _ = model._backward(x, x, 0.5)
+    ours = {n: p.grad.clone() for n, p in model.net.named_parameters()}
+    model.net.zero_grad(set_to_none=True)
+    data = model._data_loss(x, x)
+    weights = [model.net.encoder, *model.net.middle_weights, model.net.decoder]
+    written_out = data + 0.5 * 0.5 * 7.0 * sum(w.pow(2).sum() for w in weights)
+    written_out.backward()
+    assert loss == pytest.approx(float(written_out.detach()), rel=1e-6)
+    for name, param in model.net.named_parameters():
+        torch.testing.assert_close(ours[name], param.grad, rtol=1e-5, atol=1e-5)
 
 
 def test_sparse_and_dense_engines_agree(low_rank) -> None:
