@@ -32,7 +32,8 @@ wrapper, whose only child it is). All runs use ``--threads`` torch threads (defa
 2. **Per-epoch cost across shapes** (``--task shape --shape S --engine E``): for each synthetic
    preset ``ml-1m``, ``ml-10m``, ``netflix`` and each engine ``sparse``/``dense``: the median
    ``history.epoch_seconds`` of ``AutoRec(AutoRecConfig(variant="item", engine=E, n_epochs=N,
-   seed=0)).fit(ratings)`` (k = 500, Rprop, no validation; N = 3, 3, 1) and the process's peak
+   seed=0)).fit(ratings)`` (k = 500, Rprop, no validation; N = 3 each; the first epoch also pays
+   for first-touch page faults, so the median is the steady state) and the process's peak
    RSS. The dense engine on ``ml-10m`` and ``netflix`` is not run for a full epoch (its
    full-batch step would densify the whole matrix): the dense forward + backward of
    ``--dense-batches`` row batches of 256 rows through the same ``AutoRecNet`` is timed and
@@ -75,7 +76,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "performance.md"
 RESULTS_MARK = "<!-- bench_train results"
 
-SHAPES = {"ml-1m": 3, "ml-10m": 3, "netflix": 1}  # shape -> epochs timed
+SHAPES = {"ml-1m": 3, "ml-10m": 3, "netflix": 3}  # shape -> epochs timed (median)
 ENGINES = ("sparse", "dense")
 EXTRAPOLATED_DENSE = {"ml-10m", "netflix"}  # dense: timed batches, not a full epoch
 DENSE_ROWS = 256  # rows per timed dense batch
@@ -407,11 +408,33 @@ def _common_argv(args: argparse.Namespace) -> list[str]:
     return argv + (["--quick"] if args.quick else [])
 
 
+def _other_busy_cores(seconds: float = 1.0) -> float | None:
+    """Cores kept busy by other processes, sampled from /proc/stat over ``seconds`` while this
+    benchmark runs nothing. Unlike the load average, which still counts the previous
+    measurement for minutes, this sees only what else runs now. None where /proc is missing."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
+
+
 def _run(task: str, args: argparse.Namespace, *extra: str) -> Result:
     """One measurement in a fresh interpreter; failures come back as {"error": ...}."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--task", task, *extra,
            *_common_argv(args)]
     label = " ".join([task, *extra])
+    other_busy = _other_busy_cores()
     _log(f"running {label} ...")
     # its own process group, so that a timeout also ends an `autorec` child it started
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -430,6 +453,8 @@ def _run(task: str, args: argparse.Namespace, *extra: str) -> Result:
                 result = json.loads(stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):
                 result = {"error": f"no JSON result: {_tail(stdout or stderr)}"}
+    if other_busy is not None:
+        result["other_busy_cores"] = round(other_busy, 2)
     _log(f"  {json.dumps(result)[:400]}")
     return result
 
@@ -500,9 +525,19 @@ def _problem(r: Result | None) -> str | None:
 
 
 def _busy(runs: list[Result]) -> str:
-    """A warning when a run started with more runnable work than cores (other jobs)."""
-    loads = [r["load"] for r in runs if "load" in r]
+    """A warning when other processes kept the cores busy just before a run started (or, for
+    results without that sample, when the load average exceeded the cores)."""
     cores = os.cpu_count() or 1
+    other = [r["other_busy_cores"] for r in runs if "other_busy_cores" in r]
+    if other:
+        if max(other) <= 0.25:
+            return (f"\n* Other processes kept at most {max(other):.2f} of {cores} cores busy in "
+                    f"the second before each run (sampled from /proc/stat): a quiet machine.")
+        return (f"\n* **The machine was busy**: other processes kept up to {max(other):.2f} of "
+                f"{cores} cores busy in the second before a run. With other jobs on the cores, "
+                f"torch's threads wait for each other and small operations slow down many "
+                f"times; rerun on an idle machine before trusting these times.")
+    loads = [r["load"] for r in runs if "load" in r]
     if not loads or max(loads) <= cores:
         return ""
     return (f"\n* **The machine was busy**: a load average of up to {max(loads):.1f} on {cores} "

@@ -4,6 +4,7 @@ interval arithmetic of the report on hand-made numbers."""
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import pytest
@@ -66,6 +67,12 @@ def test_quick_end_to_end_report_json_and_figures_agree(tmp_path, capsys) -> Non
     cells = sorted(p.relative_to(out / "cells").as_posix() for p in out.glob("cells/*/*.json"))
     assert len(cells) == len(set(cells))
     assert "i-autorec/seed0.json" in cells and "i-autorec/seed1.json" in cells
+    # Each cell says how its numbers were computed: threads and huge pages (imported first,
+    # autorec turns them on; the report counts the cells of each setting).
+    cell = json.loads((out / "cells" / "i-autorec" / "seed0.json").read_text())
+    assert cell["torch_threads"] >= 1
+    assert cell["huge_pages"] == ("on" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "off")
+    assert f"Transparent huge pages per cell: {cell['huge_pages']} (" in report
     printed = capsys.readouterr().out
     assert f"report written to {out / 'report.md'}" in printed
 

@@ -271,6 +271,13 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def _huge_pages() -> str:
+    """Whether torch backs large CPU tensors with transparent huge pages in this process (see
+    ``autorec/__init__.py``). It changes where MKL's kernels find their operands aligned, and so
+    the last bits of some sums: a cell is reproduced bit for bit with the same setting."""
+    return "on" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "off"
+
+
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -360,6 +367,7 @@ def run_cells(
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "autorec_version": autorec.__version__,
             "torch_threads": _torch_threads(),
+            "huge_pages": _huge_pages(),
             "record": result.record,
         }
         store.put(cell, payload)
@@ -472,6 +480,7 @@ def environment() -> dict[str, Any]:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "huge_pages": _huge_pages(),
         "memory_gib": None if memory_gb is None else round(memory_gb, 1),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
@@ -573,10 +582,10 @@ def _num(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _threads_text(cells: dict[str, dict[str, Any]]) -> str:
+def _count_text(cells: dict[str, dict[str, Any]], field: str, missing: str) -> str:
     counts: dict[str, int] = {}
     for cell in cells.values():
-        key = str(cell.get("torch_threads", "not recorded"))
+        key = str(cell.get(field, missing))
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{k} ({n} cells)" for k, n in sorted(counts.items()))
 
@@ -689,7 +698,12 @@ def write_report(
         f"Produced by `{command}`; autorec {env['autorec']}, torch {env['torch']}, "
         f"numpy {env['numpy']}, Python {env['python']}.",
         f"Machine: {env['cpu']}, {env['cpu_count']} CPUs, {env['memory_gib']} GiB RAM, "
-        f"torch threads per cell: {_threads_text(cells)}; {env['platform']}.",
+        f"torch threads per cell: {_count_text(cells, 'torch_threads', 'not recorded')}; "
+        f"{env['platform']}.",
+        "Transparent huge pages per cell: "
+        f"{_count_text(cells, 'huge_pages', 'off (not recorded: before autorec turned them on)')}"
+        ". They change the last bits of some sums, not the protocol: to rerun a cell bit for "
+        "bit, use its setting (`THP_MEM_ALLOC_ENABLE=0` for off).",
         f"Compute: {_fmt_duration(total_cell_seconds)} over {len(cells)} cells "
         "(model setting x seed); generated " + results["generated"] + ".",
     ]

@@ -356,17 +356,20 @@ def test_dense_engine_in_row_chunks_matches_one_block(low_rank_split, monkeypatc
     assert chunked.history.train_rmse == pytest.approx(whole.history.train_rmse, abs=1e-5)
 
 
-def test_column_blocked_layout_trains_like_the_plain_one(low_rank_split, tmp_path, monkeypatch):
+def test_tiled_layout_trains_like_the_plain_one(low_rank_split, tmp_path, monkeypatch):
     import autorec.models.autorec as module
     from autorec.models.sparse import BlockedRows
 
     test = low_rank_split.test
     cfg = AutoRecConfig(hidden=(8,), n_epochs=10, seed=2, engine="sparse")
     plain = AutoRec(cfg).fit(low_rank_split.train, low_rank_split.val)
-    # Force blocks of 16 of the 120 user columns (the real rule blocks only huge column sides).
-    monkeypatch.setattr(module, "block_columns", lambda n_cols, k, device: 16)
+    # Force tiles of 7 item rows x 16 of the 120 user columns (the real rule cuts only sides
+    # that outgrow the cache).
+    monkeypatch.setattr(module, "tile_shape", lambda n_rows, n_cols, k, device: (7, 16))
     blocked = AutoRec(cfg).fit(low_rank_split.train, low_rank_split.val)
-    assert isinstance(blocked._train_x, BlockedRows) and len(blocked._train_x.blocks) == 8
+    n_items = low_rank_split.train.n_items
+    assert isinstance(blocked._train_x, BlockedRows)
+    assert len(blocked._train_x.tiles) == math.ceil(n_items / 7) * 8
     pred = blocked.predict(test.user_idx, test.item_idx)
     np.testing.assert_allclose(pred, plain.predict(test.user_idx, test.item_idx), atol=1e-4)
     blocked.save(tmp_path / "b")

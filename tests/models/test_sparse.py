@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from autorec.models.sparse import BlockedRows, SparseRows, block_columns, sddmm, spmm
+from autorec.models.sparse import BlockedRows, SparseRows, sddmm, spmm, tile_shape
 
 N_ROWS, N_COLS = 13, 29
 
@@ -24,10 +24,31 @@ def coo():
 def _build(kind, rows, cols, values):
     if kind == "plain":
         return SparseRows.from_coo(rows, cols, values, (N_ROWS, N_COLS))
-    return BlockedRows.from_coo(rows, cols, values, (N_ROWS, N_COLS), block_cols=7)
+    if kind == "columns":
+        return BlockedRows.from_coo(rows, cols, values, (N_ROWS, N_COLS), (N_ROWS, 7))
+    if kind == "rows":
+        return BlockedRows.from_coo(rows, cols, values, (N_ROWS, N_COLS), (4, N_COLS))
+    # uneven tiles both ways; with 120 of 377 cells stored, some tiles may be empty
+    return BlockedRows.from_coo(rows, cols, values, (N_ROWS, N_COLS), (5, 7))
 
 
-@pytest.mark.parametrize("kind", ["plain", "blocked"])
+KINDS = ["plain", "columns", "rows", "tiles"]
+
+
+def test_tiles_cover_the_matrix_once() -> None:
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, N_ROWS, 30), rng.integers(0, N_COLS, 30)
+    lin = np.unique(rows * N_COLS + cols)
+    x = BlockedRows.from_coo(lin // N_COLS, lin % N_COLS, np.ones(len(lin)), (N_ROWS, N_COLS), (5, 7))
+    # ceil(13 / 5) = 3 row tiles x ceil(29 / 7) = 5 column blocks, column block by column block
+    assert len(x.tiles) == 15 and x.origins[:4] == [(0, 0), (5, 0), (10, 0), (0, 7)]
+    assert [t.shape for t in x.tiles[:3]] == [(5, 7), (5, 7), (3, 7)]
+    assert x.tiles[-1].shape == (3, 1)
+    assert sum(t.nnz for t in x.tiles) == x.nnz == len(lin)
+    assert any(t.nnz == 0 for t in x.tiles)  # empty tiles are kept and must work
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_layout_holds_the_matrix_and_its_entries(coo, kind) -> None:
     rows, cols, values, dense = coo
     x = _build(kind, rows, cols, values)
@@ -42,7 +63,7 @@ def test_layout_holds_the_matrix_and_its_entries(coo, kind) -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["plain", "blocked"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_products_and_their_gradients(coo, kind) -> None:
     rows, cols, values, dense = coo
     x = _build(kind, rows, cols, values)
@@ -58,8 +79,29 @@ def test_products_and_their_gradients(coo, kind) -> None:
     assert torch.autograd.gradcheck(lambda h, w: sddmm(pattern, h, w), (h, v))
 
 
-def test_blocking_only_when_the_column_weights_outgrow_the_cache() -> None:
+def test_tiling_only_when_a_side_outgrows_the_cache() -> None:
     cpu = torch.device("cpu")
-    assert block_columns(6_040, 500, cpu) is None  # ML-1M users x 500: 12 MB
-    assert block_columns(480_189, 500, cpu) == 8_388  # Netflix users: 16 MB of rows a block
-    assert block_columns(480_189, 500, torch.device("cuda")) is None
+    # ML-1M, either orientation (6,040 x 3,706, k = 500): 12 MB and 7.4 MB sides, never cut
+    assert tile_shape(3_706, 6_040, 500, cpu) is None
+    assert tile_shape(6_040, 3_706, 500, cpu) is None
+    # Netflix I-AutoRec: 16 MB blocks of user columns (8,388 users); the 35.5 MB of item codes
+    # in 3 tiles of at most 12 MB (5,924 items)
+    assert tile_shape(17_770, 480_189, 500, cpu) == (5_924, 8_388)
+    # ML-10M I-AutoRec: 21 MB of item codes, 2 row tiles
+    assert tile_shape(10_677, 69_878, 500, cpu) == (5_339, 8_388)
+    assert tile_shape(17_770, 480_189, 500, torch.device("cuda")) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pattern_keeps_one_tensor_of_ones(coo, kind) -> None:
+    # Memory: on Netflix every nnz-sized float tensor is 0.4 GB. The pattern's ones are one
+    # tensor, which every tile and every transposed copy views (a permutation of ones is ones).
+    x = _build(kind, *coo[:3])
+    pattern = x.pattern()
+    assert torch.equal(pattern.values, torch.ones(x.nnz))
+    base = pattern.values.untyped_storage().data_ptr()
+    tiles = pattern.tiles if kind != "plain" else [pattern]
+    for tile in tiles:
+        for values in (tile.values, tile.csr.values(), tile.csr_t.values()):
+            assert values.untyped_storage().data_ptr() == base
+    np.testing.assert_array_equal(pattern.to_dense().numpy(), (coo[3] != 0).astype(np.float32))

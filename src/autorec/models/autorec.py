@@ -68,9 +68,9 @@ from autorec.models.sparse import (
     BlockedRows,
     Sparse,
     SparseRows,
-    block_columns,
     sddmm,
     spmm,
+    tile_shape,
 )
 from autorec.optim import LeanRprop
 
@@ -339,27 +339,29 @@ class AutoRec(Recommender):
 
     def _sparse(self, part: Ratings, device: torch.device) -> Sparse:
         rows, cols = self._rows_cols(part.user_idx, part.item_idx)
-        block_cols = getattr(self, "_block_cols", None)
-        if block_cols is not None:
-            return BlockedRows.from_coo(rows, cols, part.rating, self._shape(), block_cols, device)
+        tiles = getattr(self, "_tile_shape", None)
+        if tiles is not None:
+            return BlockedRows.from_coo(rows, cols, part.rating, self._shape(), tiles, device)
         return SparseRows.from_coo(rows, cols, part.rating, self._shape(), device)
 
     def _sparse_from_arrays(self, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> Sparse:
-        if self._block_cols is not None:
+        if self._tile_shape is not None:
             return BlockedRows.from_coo(
-                rows, cols, values, self._shape(), self._block_cols, self.device
+                rows, cols, values, self._shape(), self._tile_shape, self.device
             )
         return SparseRows.from_coo(rows, cols, values, self._shape(), self.device)
 
     def _choose_layout(self, n_ratings: int, device: torch.device) -> None:
-        """Engine (sparse/dense) and, for the sparse engine on CPU, column blocking."""
+        """Engine (sparse/dense) and, for the sparse engine on CPU, the tiling."""
         n_rows, n_cols = self._shape()
         engine = self.config.engine
         if engine == "auto":
             engine = choose_engine(n_rows, n_cols, n_ratings, device)
         self.engine = engine
         widest = max(self.config.hidden[0], self.config.hidden[-1])
-        self._block_cols = block_columns(n_cols, widest, device) if engine == "sparse" else None
+        self._tile_shape = (
+            tile_shape(n_rows, n_cols, widest, device) if engine == "sparse" else None
+        )
 
     # -- training ------------------------------------------------------------------------------
     def _fit(self, train: Ratings, val: Ratings | None) -> None:
@@ -733,7 +735,7 @@ class AutoRec(Recommender):
         self._choose_layout(len(state["train_value"]), self.device)
         self.engine = extra.get("engine", self.engine)
         if self.engine != "sparse":
-            self._block_cols = None
+            self._tile_shape = None
         self._train_x = self._sparse_from_arrays(
             state["train_row"], state["train_col"], state["train_value"]
         )
