@@ -273,8 +273,8 @@ def _torch_threads() -> int:
 
 def _huge_pages() -> str:
     """Whether torch backs large CPU tensors with transparent huge pages in this process (see
-    ``autorec/__init__.py``). It changes where MKL's kernels find their operands aligned, and so
-    the last bits of some sums: a cell is reproduced bit for bit with the same setting."""
+    ``autorec/__init__.py``): provenance for the cell's seconds, since it changes speed, not
+    numbers (with one thread, weights are bit-identical either way)."""
     return "on" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "off"
 
 
@@ -702,8 +702,8 @@ def write_report(
         f"{env['platform']}.",
         "Transparent huge pages per cell: "
         f"{_count_text(cells, 'huge_pages', 'off (not recorded: before autorec turned them on)')}"
-        ". They change the last bits of some sums, not the protocol: to rerun a cell bit for "
-        "bit, use its setting (`THP_MEM_ALLOC_ENABLE=0` for off).",
+        " (speed only). Cells run with one torch thread rerun bit for bit; with more, MKL's "
+        "sums can differ in the last bits from run to run.",
         f"Compute: {_fmt_duration(total_cell_seconds)} over {len(cells)} cells "
         "(model setting x seed); generated " + results["generated"] + ".",
     ]
