@@ -339,17 +339,20 @@ class AutoRec(Recommender):
 
     def _sparse(self, part: Ratings, device: torch.device) -> Sparse:
         rows, cols = self._rows_cols(part.user_idx, part.item_idx)
+        return self._sparse_from_arrays(rows, cols, part.rating, device)
+
+    def _sparse_from_arrays(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        values: np.ndarray,
+        device: torch.device | None = None,
+    ) -> Sparse:
+        device = self.device if device is None else device
         tiles = getattr(self, "_tile_shape", None)
         if tiles is not None:
-            return BlockedRows.from_coo(rows, cols, part.rating, self._shape(), tiles, device)
-        return SparseRows.from_coo(rows, cols, part.rating, self._shape(), device)
-
-    def _sparse_from_arrays(self, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> Sparse:
-        if self._tile_shape is not None:
-            return BlockedRows.from_coo(
-                rows, cols, values, self._shape(), self._tile_shape, self.device
-            )
-        return SparseRows.from_coo(rows, cols, values, self._shape(), self.device)
+            return BlockedRows.from_coo(rows, cols, values, self._shape(), tiles, device)
+        return SparseRows.from_coo(rows, cols, values, self._shape(), device)
 
     def _choose_layout(self, n_ratings: int, device: torch.device) -> None:
         """Engine (sparse/dense) and, for the sparse engine on CPU, the tiling."""
