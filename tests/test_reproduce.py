@@ -4,8 +4,8 @@ interval arithmetic of the report on hand-made numbers."""
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 
 import pytest
 

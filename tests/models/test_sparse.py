@@ -39,7 +39,8 @@ def test_tiles_cover_the_matrix_once() -> None:
     rng = np.random.default_rng(3)
     rows, cols = rng.integers(0, N_ROWS, 30), rng.integers(0, N_COLS, 30)
     lin = np.unique(rows * N_COLS + cols)
-    x = BlockedRows.from_coo(lin // N_COLS, lin % N_COLS, np.ones(len(lin)), (N_ROWS, N_COLS), (5, 7))
+    shape = (N_ROWS, N_COLS)
+    x = BlockedRows.from_coo(lin // N_COLS, lin % N_COLS, np.ones(len(lin)), shape, (5, 7))
     # ceil(13 / 5) = 3 row tiles x ceil(29 / 7) = 5 column blocks, column block by column block
     assert len(x.tiles) == 15 and x.origins[:4] == [(0, 0), (5, 0), (10, 0), (0, 7)]
     assert [t.shape for t in x.tiles[:3]] == [(5, 7), (5, 7), (3, 7)]
