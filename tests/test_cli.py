@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -252,3 +253,26 @@ def test_train_retrains_on_train_plus_validation_unless_told_not_to(
     assert retrained["epochs"] == stopped["best_epoch"]
     assert stopped["hyperparameters"]["n_epochs"] == 30  # the --epochs bound, untouched
     assert retrained["val_rmse"] == pytest.approx(stopped["val_rmse"])
+
+
+def test_evaluate_searches_lambdas_exactly_and_extends_the_default_grid(
+    ratings_file, tmp_path, monkeypatch
+) -> None:
+    # Validation stand-in with its optimum at lambda = 10000, above the default grid's 1000.
+    from autorec import protocol
+
+    monkeypatch.setattr(
+        protocol, "_val_rmse", lambda model, val: 1.0 + (math.log10(model.config.lam) - 4) ** 2
+    )
+    fast = ["--hidden", "4", "--epochs", "2", "--patience", "1", "--quiet", "--runs", "1"]
+
+    def candidates(*extra: str) -> tuple[list[float], float]:
+        js = tmp_path / "eval.json"
+        argv = ["evaluate", *_data_args(ratings_file), "--model", "i-autorec", *fast, *extra]
+        assert main([*argv, "--json", str(js)]) == 0
+        run = json.loads(js.read_text())["runs"][0]
+        return [c["lam"] for c in run["candidates"]], run["hyperparameters"]["lam"]
+
+    assert candidates("--lambdas", "0.1,10") == ([0.1, 10.0], 10.0)
+    lams, chosen = candidates()
+    assert lams[-3:] == [3000.0, 10000.0, 30000.0] and chosen == 10000.0

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import pytest
 
+from autorec import protocol
 from autorec.data import paper_split
-from autorec.protocol import grid_points, merge, run_protocol
+from autorec.models import get_model_class
+from autorec.protocol import MAX_EXTENSIONS, grid_points, merge, next_above, run_protocol
 
 
 def test_grid_points_is_the_cartesian_product_in_fixed_order() -> None:
@@ -47,3 +52,99 @@ def test_protocol_is_deterministic(low_rank) -> None:
     a = run_protocol(low_rank, "bias", **kwargs).record
     b = run_protocol(low_rank, "bias", **kwargs).record
     assert a["test_rmse"] == b["test_rmse"] and a["hyperparameters"] == b["hyperparameters"]
+
+
+def test_next_above_follows_the_1_3_10_sequence() -> None:
+    assert [next_above(v) for v in (300.0, 1000.0, 3000.0, 10000.0, 0.001)] == [
+        1000.0,
+        3000.0,
+        10000.0,
+        30000.0,
+        0.003,
+    ]
+    assert next_above(2000.0) == 3000.0 and next_above(5000.0) == 10000.0
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="cannot extend"):
+            next_above(bad)
+
+
+def _val_rmse_with_optimum_at(optimum: float | None):
+    """A stand-in for the validation RMSE: a parabola in log10(lambda) with its minimum at
+    ``optimum`` (None: falls forever as lambda grows). It lets a test put the optimum where it
+    wants, which a real model on small data cannot promise."""
+
+    def val_rmse(model, val) -> float:
+        x = math.log10(model.config.lam)
+        return 1.0 - 0.01 * x if optimum is None else 1.0 + (x - math.log10(optimum)) ** 2
+
+    return val_rmse
+
+
+FAST_AUTOREC = {"hidden": (4,), "n_epochs": 2, "patience": 1}
+
+
+def _lams(result) -> list[float]:
+    return [c["lam"] for c in result.candidates]
+
+
+def test_protocol_extends_lambda_above_the_grid_until_validation_turns(
+    low_rank, monkeypatch
+) -> None:
+    # Optimum at 30000, grid ending at 1000 (like Table 1(b)'s linear rows on ML-1M): the
+    # protocol must walk 3000, 10000, 30000, see 100000 do worse, and choose 30000.
+    monkeypatch.setattr(protocol, "_val_rmse", _val_rmse_with_optimum_at(30000.0))
+    result = run_protocol(
+        low_rank, "i-autorec", seed=0, grid={"lam": (100.0, 1000.0)}, overrides=FAST_AUTOREC
+    )
+    assert _lams(result) == [100.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0]
+    assert result.record["hyperparameters"]["lam"] == 30000.0
+    assert result.record["candidates"] == result.candidates
+
+
+def test_protocol_does_not_extend_when_the_optimum_is_inside_the_grid(
+    low_rank, monkeypatch
+) -> None:
+    monkeypatch.setattr(protocol, "_val_rmse", _val_rmse_with_optimum_at(300.0))
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid={"lam": (100.0, 300.0, 1000.0)},
+        overrides=FAST_AUTOREC,
+    )
+    assert _lams(result) == [100.0, 300.0, 1000.0]
+    assert result.record["hyperparameters"]["lam"] == 300.0
+
+
+def test_protocol_stops_extending_after_max_extensions_and_warns(
+    low_rank, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(protocol, "_val_rmse", _val_rmse_with_optimum_at(None))
+    # The CLI (run by other tests in this process) stops autorec's records reaching the root.
+    monkeypatch.setattr(logging.getLogger("autorec"), "propagate", True)
+    with caplog.at_level(logging.WARNING, logger="autorec.protocol"):
+        result = run_protocol(
+            low_rank, "i-autorec", seed=0, grid={"lam": (100.0, 1000.0)}, overrides=FAST_AUTOREC
+        )
+    assert len(result.candidates) == 2 + MAX_EXTENSIONS
+    assert result.record["hyperparameters"]["lam"] == 100000.0
+    assert "still chose the largest lam" in caplog.text
+
+
+def test_an_explicit_or_single_value_grid_is_searched_exactly(low_rank, monkeypatch) -> None:
+    monkeypatch.setattr(protocol, "_val_rmse", _val_rmse_with_optimum_at(30000.0))
+    kwargs = dict(seed=0, overrides=FAST_AUTOREC)
+    exact = run_protocol(
+        low_rank, "i-autorec", grid={"lam": (100.0, 1000.0)}, open_above=(), **kwargs
+    )
+    assert _lams(exact) == [100.0, 1000.0]
+    single = run_protocol(low_rank, "i-autorec", grid={"lam": (1000.0,)}, **kwargs)
+    assert _lams(single) == [1000.0]
+
+
+def test_models_without_an_open_key_are_never_extended(low_rank) -> None:
+    assert get_model_class("bias").open_above == ()
+    assert get_model_class("i-autorec").open_above == ("lam",)
+    grid = {"reg_user": (0.1, 1.0)}
+    result = run_protocol(low_rank, "bias", seed=0, grid=grid)
+    assert [c["reg_user"] for c in result.candidates] == [0.1, 1.0]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -13,14 +16,17 @@ from autorec.cli import main
 from autorec.data import load_dataset
 from autorec.errors import ConfigError
 from autorec.evaluation import mean_ci95
-from autorec.protocol import run_protocol
+from autorec.models.autorec import DEFAULT_LAMBDA_GRID
+from autorec.protocol import MAX_EXTENSIONS, run_protocol
 from autorec.reproduce import (
     PAPER,
     TABLES,
+    Cell,
     CellStore,
     Plan,
     reproduce,
     setting_id,
+    stale_reason,
     summarise,
     verdict,
 )
@@ -188,3 +194,101 @@ def test_models_filter_keeps_only_those_rows() -> None:
     plan = Plan(dataset="ml-1m", tables=("table_1c", "table_1a"), runs=2, models=("bias", "i-rbm"))
     assert {c.setting for c in plan.cells()} == {"bias", "i-rbm"}
     assert len(plan.cells()) == 4  # I-RBM is in both tables but runs once per seed
+
+
+# -- several processes on one folder, and cells of an older protocol ---------------------------
+def _lock(store: CellStore, cell, **holder) -> None:
+    path = store.lock_path(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"since": "2026-01-01T00:00:00+00:00", **holder}))
+
+
+def test_a_claim_is_exclusive_until_released(tmp_path) -> None:
+    plan = Plan(dataset="synthetic:tiny", tables=("figure_2",), runs=1, quick=True)
+    cell = plan.cells()[0]
+    first, second = CellStore(tmp_path, plan), CellStore(tmp_path, plan)
+    assert first.claim(cell) is None
+    holder = second.claim(cell)
+    assert holder is not None and holder["pid"] == os.getpid()
+    first.release(cell)
+    assert not first.lock_path(cell).exists()
+    assert second.claim(cell) is None
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path) -> None:
+    plan = Plan(dataset="synthetic:tiny", tables=("figure_2",), runs=1, quick=True)
+    cell = plan.cells()[0]
+    store = CellStore(tmp_path, plan)
+    code = "import os; print(os.getpid())"
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    _lock(store, cell, host=platform.node(), pid=int(ended.stdout))
+    assert store.claim(cell) is None
+    assert json.loads(store.lock_path(cell).read_text())["pid"] == os.getpid()
+    # A lock of another machine cannot be checked, so it is respected.
+    other = plan.cells()[1]
+    _lock(store, other, host="another-machine", pid=1)
+    assert store.claim(other)["host"] == "another-machine"
+
+
+def test_run_cells_skips_cells_of_other_processes_and_takes_their_results(tiny, tmp_path) -> None:
+    plan = Plan(dataset="synthetic:tiny", tables=("figure_2",), runs=2, quick=True)
+    cells = plan.cells()
+    store = CellStore(tmp_path, plan)
+    busy, finished_elsewhere = cells[1], cells[4]
+    _lock(store, busy, host="another-machine", pid=1)  # another worker is running it
+    ran: list[tuple[int, int]] = []
+
+    def runner(ratings, model, *, seed, overrides, grid):
+        ran.append((overrides["hidden"][0], seed))
+        # The running cell holds a lock beside the other worker's.
+        assert len(list(tmp_path.glob("cells/*/*.lock"))) == 2
+        result = run_protocol(ratings, model, seed=seed, overrides=overrides, grid=grid)
+        if len(ran) == 1:  # meanwhile the other worker finishes a later cell
+            other = finished_elsewhere
+            payload = {"setting": other.setting, "seed": other.seed, "seconds": 1.0}
+            store.put(other, {**payload, "record": result.record})
+        return result
+
+    results = reproduce(tiny, plan, tmp_path, command="test", runner=runner)
+    key = {c: (dict(c.overrides)["hidden"][0], c.seed) for c in cells}
+    assert sorted(ran) == sorted(key[c] for c in cells if c not in (busy, finished_elsewhere))
+    locks = [p.relative_to(tmp_path / "cells").as_posix() for p in tmp_path.glob("cells/*/*.lock")]
+    assert locks == [f"{busy.key}.lock"]  # ours were released, the other worker's kept
+    assert not store.path(busy).exists()
+    assert sum(e["n_runs"] for e in results["figure_2"]) == len(cells) - 1
+
+
+def _autorec_cell(chosen: float, tried: list[float]) -> tuple:
+    cell = Cell("i-autorec+g=identity", "i-autorec", (("g", "identity"),), 0)
+    record = {
+        "test_rmse": 0.9,
+        "hyperparameters": {"lam": chosen, "n_epochs": 50},
+        "candidates": [{"lam": v, "val_rmse": 0.9, "best_epoch": 50} for v in tried],
+    }
+    return cell, {"seconds": 1.0, "record": record}
+
+
+def test_cells_of_an_older_grid_are_stale_and_run_again(tmp_path) -> None:
+    grid = list(DEFAULT_LAMBDA_GRID)
+    assert max(grid) == 1000.0
+    cell, ok = _autorec_cell(300.0, grid)
+    assert stale_reason(cell, ok, quick=False) is None
+    # Chose the top of the grid before the protocol extended it (Table 1(b)'s linear rows).
+    cell, top = _autorec_cell(1000.0, grid)
+    assert "largest lam" in stale_reason(cell, top, quick=False)
+    # Extended until validation turned: current.
+    assert stale_reason(cell, _autorec_cell(3000.0, [*grid, 3000.0, 10000.0])[1], False) is None
+    # Still rising after every extension the protocol allows: nothing more would be tried.
+    capped = [*grid, 3000.0, 10000.0, 30000.0, 100000.0][: len(grid) + MAX_EXTENSIONS]
+    assert stale_reason(cell, _autorec_cell(capped[-1], capped)[1], False) is None
+    # A grid value the search never tried.
+    cell, short = _autorec_cell(300.0, [v for v in grid if v != 10.0])
+    assert "lacked lam = 10.0" in stale_reason(cell, short, quick=False)
+    # --quick tunes nothing, so nothing is stale there.
+    assert stale_reason(cell, short, quick=True) is None
+    # The store hands out only current cells.
+    store = CellStore(tmp_path, Plan(dataset="ml-1m", tables=("table_1b",)))
+    store.put(cell, top)
+    assert store.get(cell) is None
+    store.put(cell, ok)
+    assert store.get(cell) == ok

@@ -282,6 +282,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             overrides={**overrides, "seed": seed},
             grid=_grid_from_args(args, overrides),
             retrain=not args.no_retrain,
+            # A grid given on the command line is searched exactly as given.
+            open_above=() if args.lambdas is not None else None,
         )
         runs.append(result.record)
         if not _is_main_process():
@@ -496,7 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_arguments(p)
     _add_model_arguments(p)
     p.add_argument("--runs", type=_positive_int, default=5, help="number of splits (default 5)")
-    p.add_argument("--lambdas", type=_floats, help="lambda grid (default the paper's)")
+    p.add_argument(
+        "--lambdas",
+        type=_floats,
+        help="lambda grid, searched exactly as given (default: the paper's plus 10 and 300, "
+        "extended above 1000 while validation picks its top)",
+    )
     p.add_argument(
         "--no-retrain",
         action="store_true",

@@ -5,8 +5,12 @@ For one seed:
 1. split the ratings at random into 90% train and 10% test, and hold out 10% of train as
    validation (:func:`autorec.data.paper_split`);
 2. fit one model per point of the model's tuning grid (AutoRec: lambda in
-   {0.001, 0.01, 0.1, 1, 100, 1000}) on train, early-stopping on validation, and keep the point
-   with the lowest validation RMSE;
+   {0.001, 0.01, 0.1, 1, 100, 1000}, plus 10 and 300) on train, early-stopping on validation,
+   and keep the point with the lowest validation RMSE. When the best point holds the largest
+   value of a key the model declares open above (``open_above``: AutoRec's lambda), the grid was
+   too short: the next value of the 1-3-10 sequence (1000 -> 3000 -> 10000 ...) is tried, up to
+   :data:`MAX_EXTENSIONS` times, until one does no better. Validation, not the end of a list,
+   then chooses lambda. An explicit grid (``autorec evaluate --lambdas``) is searched as given.
 3. retrain that point on train + validation (all the 90%) for the number of epochs validation
    chose (``retrain=False`` keeps the validation-stopped model instead);
 4. score the test set; test ratings whose user or item has no training rating get the model's
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +33,14 @@ import numpy as np
 from autorec.data.ratings import Ratings
 from autorec.data.split import Split, paper_split
 from autorec.evaluation import evaluate
-from autorec.models import make_model
+from autorec.models import get_model_class, make_model
 from autorec.models.base import Recommender
 
 log = logging.getLogger(__name__)
+
+# How many values beyond the top of a grid the protocol tries for an open-above key (1000 ->
+# 3000 -> 10000 -> 30000 -> 100000), so a rising validation curve cannot run forever.
+MAX_EXTENSIONS = 4
 
 
 def merge(a: Ratings, b: Ratings) -> Ratings:
@@ -71,6 +80,15 @@ def grid_points(grid: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
     ]
 
 
+def next_above(value: float) -> float:
+    """The next value of the 1-3-10 sequence above ``value`` (300 -> 1000, 1000 -> 3000)."""
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"cannot extend a grid above {value!r}: not a positive number")
+    decade = 10.0 ** math.floor(math.log10(value) + 1e-9)
+    step = 3 * decade if value < 3 * decade * (1 - 1e-9) else 10 * decade
+    return float(f"{step:.12g}")  # 3000.0 in the record, not 3000.0000000000005
+
+
 def _val_rmse(model: Recommender, val: Ratings) -> float:
     if model.history.best_val_rmse is not None:
         return float(model.history.best_val_rmse)
@@ -86,17 +104,27 @@ def run_protocol(
     grid: dict[str, tuple[Any, ...]] | None = None,
     retrain: bool = True,
     split: Split | None = None,
+    open_above: tuple[str, ...] | None = None,
 ) -> ProtocolResult:
-    """One run of the paper's protocol (see the module docstring)."""
+    """One run of the paper's protocol (see the module docstring).
+
+    ``open_above``: the grid keys extended upward when validation picks their largest value;
+    None takes the model's ``open_above``, ``()`` searches ``grid`` exactly as given.
+    """
     overrides = dict(overrides or {})
     overrides.setdefault("seed", seed)
     split = split if split is not None else paper_split(ratings, seed=seed)
     if split.val is None:
         raise ValueError("the protocol needs a split with a validation set")
+    grid = dict(grid or {})
+    if open_above is None:
+        open_above = get_model_class(model_name).open_above
     started = time.perf_counter()
-    candidates = []
+    candidates: list[dict[str, Any]] = []
     best: tuple[float, dict[str, Any], Recommender] | None = None
-    for point in grid_points(grid or {}):
+
+    def try_point(point: dict[str, Any]) -> None:
+        nonlocal best
         model = make_model(model_name, **{**overrides, **point})
         model.fit(split.train, split.val)
         val_rmse = _val_rmse(model, split.val)
@@ -104,7 +132,28 @@ def run_protocol(
         log.info("%s %s: validation RMSE %.4f", model_name, point or "(no tuning)", val_rmse)
         if best is None or val_rmse < best[0]:
             best = (val_rmse, point, model)
+
+    for point in grid_points(grid):
+        try_point(point)
     assert best is not None
+    for key in open_above:
+        if len(grid.get(key, ())) < 2:  # a single value is a choice, not a range
+            continue
+        for _ in range(MAX_EXTENSIONS):
+            top = max(c[key] for c in candidates)
+            if best[1][key] != top:
+                break
+            log.info("%s: validation chose the largest %s (%g); trying more", model_name, key, top)
+            try_point({**best[1], key: next_above(top)})
+        else:
+            if best[1][key] == max(c[key] for c in candidates):
+                log.warning(
+                    "%s: validation still chose the largest %s (%g) after %d extensions",
+                    model_name,
+                    key,
+                    best[1][key],
+                    MAX_EXTENSIONS,
+                )
     val_rmse, point, model = best
     chosen = {**point}
     # The curves of the run that chose the settings (train and validation RMSE per epoch).

@@ -46,7 +46,7 @@ from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError
 from autorec.evaluation import mean_ci95
 from autorec.models import get_model_class, make_model
-from autorec.protocol import run_protocol
+from autorec.protocol import MAX_EXTENSIONS, run_protocol
 
 log = logging.getLogger(__name__)
 
@@ -221,12 +221,39 @@ def cell_grid(cell: Cell, quick: bool) -> dict[str, tuple[Any, ...]]:
     return {k: v for k, v in grid.items() if k not in fixed}
 
 
+def stale_reason(cell: Cell, payload: dict[str, Any], quick: bool) -> str | None:
+    """Why a stored cell no longer matches what the protocol would run today, or None.
+
+    A cell is reused only if its validation search covered every value of the cell's current
+    grid and, for a key the model declares open above, did not stop at its largest value while
+    the protocol would now try larger ones. Finished results thus never hide a change of grid.
+    """
+    grid = cell_grid(cell, quick)
+    record = payload.get("record") or {}
+    candidates = record.get("candidates") or []
+    for key, values in grid.items():
+        missing = [v for v in values if v not in {c.get(key) for c in candidates}]
+        if missing:
+            return f"its search lacked {key} = {', '.join(map(str, missing))}"
+    chosen = record.get("hyperparameters") or {}
+    for key in get_model_class(cell.model).open_above:
+        if len(grid.get(key, ())) < 2 or key not in chosen:
+            continue
+        tried = [c[key] for c in candidates]
+        beyond = sum(v > max(grid[key]) for v in tried)
+        if chosen[key] == max(tried) and beyond < MAX_EXTENSIONS:
+            return f"validation chose its largest {key}, {chosen[key]:g}; larger ones are now tried"
+    return None
+
+
 class CellStore:
     """Finished cells as JSON files under ``DIR/cells``, one per (setting, seed)."""
 
     def __init__(self, out_dir: Path, plan: Plan) -> None:
         self.out_dir = out_dir
         self.root = out_dir / "cells"
+        self.quick = plan.quick
+        self._warned: set[Path] = set()
         self._check_manifest(plan)
 
     def _check_manifest(self, plan: Plan) -> None:
@@ -253,16 +280,80 @@ class CellStore:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
+            payload = json.loads(path.read_text())
         except json.JSONDecodeError:
             # Writes are atomic, so this is damage from outside: run the cell again.
             log.warning("%s is not valid JSON; the cell will run again", path)
             return None
+        reason = stale_reason(cell, payload, self.quick)
+        if reason is not None:
+            if path not in self._warned:  # the store is asked more than once per cell
+                self._warned.add(path)
+                log.warning("%s was run under an older protocol (%s); it runs again", path, reason)
+            return None
+        return payload
 
     def put(self, cell: Cell, payload: dict[str, Any]) -> None:
         path = self.path(cell)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_text(path, json.dumps(payload, indent=1))
+
+    # Several processes (one per core, or per machine on a shared disk) may work on one folder:
+    # each claims a cell with a lock file created exclusively before running it.
+    def lock_path(self, cell: Cell) -> Path:
+        return self.root / cell.setting / f"seed{cell.seed}.lock"
+
+    def claim(self, cell: Cell) -> dict[str, Any] | None:
+        """Claim ``cell`` for this process. Returns None when claimed, else the holder's lock
+        (host, pid, since). A lock left by a dead process of this host is taken over."""
+        path = self.lock_path(cell)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mine = {
+            "host": platform.node(),
+            "pid": os.getpid(),
+            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder(path)
+                if holder is None or _alive_elsewhere(holder):
+                    return holder or {"host": "?", "pid": "?", "since": "?"}
+                log.warning("%s: its process %s has ended; taking it over", path, holder["pid"])
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(mine, fh)
+            return None
+        return self._holder(path) or {"host": "?", "pid": "?", "since": "?"}
+
+    @staticmethod
+    def _holder(path: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            # Being written right now (the holder creates it, then writes): treat as held.
+            return {"host": "?", "pid": "?", "since": "?"}
+
+    def release(self, cell: Cell) -> None:
+        self.lock_path(cell).unlink(missing_ok=True)
+
+
+def _alive_elsewhere(holder: dict[str, Any]) -> bool:
+    """Whether a lock's holder may still be running: always for another host (we cannot see
+    its processes), else whether its pid exists."""
+    if holder.get("host") != platform.node() or not isinstance(holder.get("pid"), int):
+        return True
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _torch_threads() -> int:
@@ -337,7 +428,31 @@ def run_cells(
     done_seconds = {k: float(v["seconds"]) for k, v in results.items()}
     if results:
         log.info("%d of %d cells already finished in %s", len(results), len(cells), store.root)
+    left_to_others: list[str] = []
     for number, cell in enumerate(pending, start=1):
+        found = store.get(cell)
+        if found is not None:  # another process finished it meanwhile
+            results[cell.key] = found
+            continue
+        holder = store.claim(cell)
+        if holder is not None:
+            log.info(
+                "cell %d/%d: %s seed %d is being run by process %s on %s since %s; skipped",
+                number,
+                len(pending),
+                cell.setting,
+                cell.seed,
+                holder.get("pid"),
+                holder.get("host"),
+                holder.get("since"),
+            )
+            left_to_others.append(cell.key)
+            continue
+        found = store.get(cell)  # finished and released between our two looks
+        if found is not None:
+            store.release(cell)
+            results[cell.key] = found
+            continue
         left = _estimate_left(pending[number - 1 :], done_seconds, model_of)
         log.info(
             "cell %d/%d: %s seed %d%s",
@@ -347,40 +462,55 @@ def run_cells(
             cell.seed,
             "" if math.isnan(left) else f" (about {_fmt_duration(left)} left)",
         )
-        started = time.perf_counter()
-        result = runner(
-            ratings,
-            cell.model,
-            seed=cell.seed,
-            overrides=cell_overrides(cell, plan.quick),
-            grid=cell_grid(cell, plan.quick),
-        )
-        seconds = time.perf_counter() - started
-        payload = {
-            "setting": cell.setting,
-            "model": cell.model,
-            "overrides": dict(cell.overrides),
-            "seed": cell.seed,
-            "dataset": plan.dataset,
-            "quick": plan.quick,
-            "seconds": seconds,
-            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "autorec_version": autorec.__version__,
-            "torch_threads": _torch_threads(),
-            "huge_pages": _huge_pages(),
-            "record": result.record,
-        }
-        store.put(cell, payload)
+        try:
+            payload = _run_cell(ratings, plan, runner, cell)
+            store.put(cell, payload)
+        finally:
+            store.release(cell)
         results[cell.key] = payload
-        done_seconds[cell.key] = seconds
+        done_seconds[cell.key] = payload["seconds"]
         log.info(
             "cell %d/%d done in %s: test RMSE %.4f",
             number,
             len(pending),
-            _fmt_duration(seconds),
-            result.record["test_rmse"],
+            _fmt_duration(payload["seconds"]),
+            payload["record"]["test_rmse"],
+        )
+    if left_to_others:
+        log.info(
+            "%d cell(s) were left to other processes: %s; rerun later to include them",
+            len(left_to_others),
+            ", ".join(left_to_others),
         )
     return results
+
+
+def _run_cell(
+    ratings: Ratings, plan: Plan, runner: Callable[..., Any], cell: Cell
+) -> dict[str, Any]:
+    """Run one cell through the protocol; its stored form, with provenance."""
+    started = time.perf_counter()
+    result = runner(
+        ratings,
+        cell.model,
+        seed=cell.seed,
+        overrides=cell_overrides(cell, plan.quick),
+        grid=cell_grid(cell, plan.quick),
+    )
+    return {
+        "setting": cell.setting,
+        "model": cell.model,
+        "overrides": dict(cell.overrides),
+        "seed": cell.seed,
+        "dataset": plan.dataset,
+        "quick": plan.quick,
+        "seconds": time.perf_counter() - started,
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "autorec_version": autorec.__version__,
+        "torch_threads": _torch_threads(),
+        "huge_pages": _huge_pages(),
+        "record": result.record,
+    }
 
 
 # -- summaries ------------------------------------------------------------------------------------
@@ -640,7 +770,8 @@ HOW_TO_READ = """\
 
 * **Comparable with the paper:** the protocol. Every number here comes from the paper's protocol:
   a random 90/10 train/test split per seed, 10% of the training ratings held out to choose the
-  hyperparameters (each model's grid, in `results.json` under `runs[].hyperparameters`), the
+  hyperparameters (each model's grid, in `results.json` under `runs[].hyperparameters`; when
+  validation picks AutoRec's largest lambda, larger ones are tried until one does no better), the
   chosen setting retrained on all training ratings for the number of epochs that validation chose,
   the test set scored once, and test users or items without a training rating predicted as 3.
   The interval is the 95% Student-t interval over the runs, as in the paper.

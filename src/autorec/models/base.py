@@ -123,6 +123,10 @@ class Recommender(ABC):
     config_class: ClassVar[type[BaseConfig]]
     #: Hyperparameters tuned on validation by ``autorec evaluate`` (name -> candidate values).
     tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: Grid keys whose range has no natural top (a weight decay whose useful scale depends on
+    #: the data): when validation picks the largest value, the protocol tries larger ones
+    #: (:func:`autorec.protocol.run_protocol`).
+    open_above: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: BaseConfig | None = None, **overrides: Any) -> None:
         config = config if config is not None else self.config_class()
