@@ -313,20 +313,22 @@ class CellStore:
             "pid": os.getpid(),
             "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
-        for _ in range(2):
+        for _ in range(3):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder(path)
-                if holder is None or _alive_elsewhere(holder):
-                    return holder or {"host": "?", "pid": "?", "since": "?"}
+                if holder is None:  # released between our two looks: try again
+                    continue
+                if _alive_elsewhere(holder):
+                    return holder
                 log.warning("%s: its process %s has ended; taking it over", path, holder["pid"])
                 path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as fh:
                 json.dump(mine, fh)
             return None
-        return self._holder(path) or {"host": "?", "pid": "?", "since": "?"}
+        return self._holder(path) or dict(_UNKNOWN_HOLDER)
 
     @staticmethod
     def _holder(path: Path) -> dict[str, Any] | None:
@@ -336,10 +338,13 @@ class CellStore:
             return None
         except (json.JSONDecodeError, UnicodeDecodeError):
             # Being written right now (the holder creates it, then writes): treat as held.
-            return {"host": "?", "pid": "?", "since": "?"}
+            return dict(_UNKNOWN_HOLDER)
 
     def release(self, cell: Cell) -> None:
         self.lock_path(cell).unlink(missing_ok=True)
+
+
+_UNKNOWN_HOLDER = {"host": "?", "pid": "?", "since": "?"}
 
 
 def _alive_elsewhere(holder: dict[str, Any]) -> bool:
@@ -430,10 +435,6 @@ def run_cells(
         log.info("%d of %d cells already finished in %s", len(results), len(cells), store.root)
     left_to_others: list[str] = []
     for number, cell in enumerate(pending, start=1):
-        found = store.get(cell)
-        if found is not None:  # another process finished it meanwhile
-            results[cell.key] = found
-            continue
         holder = store.claim(cell)
         if holder is not None:
             log.info(
@@ -448,7 +449,7 @@ def run_cells(
             )
             left_to_others.append(cell.key)
             continue
-        found = store.get(cell)  # finished and released between our two looks
+        found = store.get(cell)  # another process finished it since we started
         if found is not None:
             store.release(cell)
             results[cell.key] = found
