@@ -89,6 +89,13 @@ def next_above(value: float) -> float:
     return float(f"{step:.12g}")  # 3000.0 in the record, not 3000.0000000000005
 
 
+def needs_extension(chosen: float, tried: list[float], grid_values: tuple[float, ...]) -> bool:
+    """Whether the protocol tries one more value of an open-above key: validation chose the
+    largest value tried so far, and fewer than :data:`MAX_EXTENSIONS` lie above the grid."""
+    top = max(grid_values)
+    return chosen == max(tried) and sum(v > top for v in tried) < MAX_EXTENSIONS
+
+
 def _val_rmse(model: Recommender, val: Ratings) -> float:
     if model.history.best_val_rmse is not None:
         return float(model.history.best_val_rmse)
@@ -137,23 +144,21 @@ def run_protocol(
         try_point(point)
     assert best is not None
     for key in open_above:
-        if len(grid.get(key, ())) < 2:  # a single value is a choice, not a range
+        values = grid.get(key, ())
+        if len(values) < 2:  # a single value is a choice, not a range
             continue
-        for _ in range(MAX_EXTENSIONS):
-            top = max(c[key] for c in candidates)
-            if best[1][key] != top:
-                break
+        while needs_extension(best[1][key], [c[key] for c in candidates], values):
+            top = best[1][key]
             log.info("%s: validation chose the largest %s (%g); trying more", model_name, key, top)
             try_point({**best[1], key: next_above(top)})
-        else:
-            if best[1][key] == max(c[key] for c in candidates):
-                log.warning(
-                    "%s: validation still chose the largest %s (%g) after %d extensions",
-                    model_name,
-                    key,
-                    best[1][key],
-                    MAX_EXTENSIONS,
-                )
+        if best[1][key] == max(c[key] for c in candidates):
+            log.warning(
+                "%s: validation still chose the largest %s (%g) after %d extensions",
+                model_name,
+                key,
+                best[1][key],
+                MAX_EXTENSIONS,
+            )
     val_rmse, point, model = best
     chosen = {**point}
     # The curves of the run that chose the settings (train and validation RMSE per epoch).

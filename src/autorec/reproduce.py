@@ -46,7 +46,7 @@ from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError
 from autorec.evaluation import mean_ci95
 from autorec.models import get_model_class, make_model
-from autorec.protocol import MAX_EXTENSIONS, run_protocol
+from autorec.protocol import needs_extension, run_protocol
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,7 @@ def stale_reason(cell: Cell, payload: dict[str, Any], quick: bool) -> str | None
     for key in get_model_class(cell.model).open_above:
         if len(grid.get(key, ())) < 2 or key not in chosen:
             continue
-        tried = [c[key] for c in candidates]
-        beyond = sum(v > max(grid[key]) for v in tried)
-        if chosen[key] == max(tried) and beyond < MAX_EXTENSIONS:
+        if needs_extension(chosen[key], [c[key] for c in candidates], grid[key]):
             return f"validation chose its largest {key}, {chosen[key]:g}; larger ones are now tried"
     return None
 
