@@ -81,8 +81,11 @@ ENGINES = ("sparse", "dense")
 EXTRAPOLATED_DENSE = {"ml-10m", "netflix"}  # dense: timed batches, not a full epoch
 DENSE_ROWS = 256  # rows per timed dense batch
 # --quick: (n_users, n_items, n_ratings) with roughly the presets' aspect ratios
-QUICK_SHAPES = {"ml-1m": (600, 370, 10_000), "ml-10m": (700, 110, 10_000),
-                "netflix": (4_800, 180, 20_000)}
+QUICK_SHAPES = {
+    "ml-1m": (600, 370, 10_000),
+    "ml-10m": (700, 110, 10_000),
+    "netflix": (4_800, 180, 20_000),
+}
 QUICK_EPOCHS = {"ml-1m": 2, "ml-10m": 2, "netflix": 1}
 
 # the targets the doc comments on
@@ -143,8 +146,9 @@ def _run_cli(argv: list[str], timeout: float) -> tuple[Result | None, float, str
         env = {**os.environ, "AUTOREC_DATA_DIR": str(_real_data_dir())}
         started = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                  cwd=tmp)
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp
+            )
         except subprocess.TimeoutExpired:
             return None, time.perf_counter() - started, f"timed out after {timeout:.0f} s"
         wall = time.perf_counter() - started
@@ -167,8 +171,18 @@ def _ml_dataset(args: argparse.Namespace) -> str:
 
 
 def _ours_argv(args: argparse.Namespace) -> list[str]:
-    argv = ["train", "--dataset", _ml_dataset(args), "--model", "i-autorec", "--seed", "0",
-            "--quiet", "--threads", str(args.threads)]
+    argv = [
+        "train",
+        "--dataset",
+        _ml_dataset(args),
+        "--model",
+        "i-autorec",
+        "--seed",
+        "0",
+        "--quiet",
+        "--threads",
+        str(args.threads),
+    ]
     return argv + (["--epochs", "5"] if args.quick else [])
 
 
@@ -179,15 +193,25 @@ def task_ml1m_ours(args: argparse.Namespace) -> Result:
         return {"skipped": missing}
     argv = _ours_argv(args)
     record, wall, error = _run_cli(argv, args.timeout)
-    out: Result = {"dataset": dataset, "command": _cli_text(argv), "wall_seconds": wall,
-                   "peak_gb": _peak_gb(resource.RUSAGE_CHILDREN), "load": os.getloadavg()[0]}
+    out: Result = {
+        "dataset": dataset,
+        "command": _cli_text(argv),
+        "wall_seconds": wall,
+        "peak_gb": _peak_gb(resource.RUSAGE_CHILDREN),
+        "load": os.getloadavg()[0],
+    }
     if error or record is None:
         return {**out, "error": error}
     epochs = record.get("epoch_seconds") or []
-    return {**out, "train_seconds": record["train_seconds"], "test_rmse": record["test_rmse"],
-            "val_rmse": record.get("val_rmse"), "epochs": record.get("epochs", len(epochs)),
-            "best_epoch": record.get("best_epoch"),
-            "epoch_seconds_median": statistics.median(epochs) if epochs else None}
+    return {
+        **out,
+        "train_seconds": record["train_seconds"],
+        "test_rmse": record["test_rmse"],
+        "val_rmse": record.get("val_rmse"),
+        "epochs": record.get("epochs", len(epochs)),
+        "best_epoch": record.get("best_epoch"),
+        "epoch_seconds_median": statistics.median(epochs) if epochs else None,
+    }
 
 
 def task_ml1m_dense(args: argparse.Namespace) -> Result:
@@ -234,8 +258,9 @@ def task_ml1m_dense(args: argparse.Namespace) -> Result:
 
     def test_rmse() -> float:
         with torch.no_grad():
-            out = torch.cat([dec(torch.sigmoid(enc(x_all[s : s + 1024])))
-                             for s in range(0, n_items, 1024)])
+            out = torch.cat(
+                [dec(torch.sigmoid(enc(x_all[s : s + 1024]))) for s in range(0, n_items, 1024)]
+            )
             pred = torch.full((len(truth),), fallback, dtype=torch.float64)
             pred[seen] = out[qi[seen], qu[seen]].clamp(low, high).double()
             return math.sqrt(float((pred - truth).pow(2).mean()))
@@ -253,7 +278,8 @@ def task_ml1m_dense(args: argparse.Namespace) -> Result:
             x, mask = x_all[rows], mask_all[rows]
             out = dec(torch.sigmoid(enc(x)))
             loss = (mask * (out - x) ** 2).sum() + lam / 2 * (
-                enc.weight.pow(2).sum() + dec.weight.pow(2).sum())
+                enc.weight.pow(2).sum() + dec.weight.pow(2).sum()
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -264,12 +290,22 @@ def task_ml1m_dense(args: argparse.Namespace) -> Result:
         rmses.append(test_rmse())  # not timed
     wall = time.perf_counter() - wall_start
     best = min(range(n_epochs), key=rmses.__getitem__)
-    return {"dataset": dataset, "epochs": n_epochs, "best_test_rmse": rmses[best],
-            "best_epoch": best + 1, "time_to_best": train_clock[best],
-            "train_seconds": trained, "wall_seconds_with_eval": wall,
-            "final_test_rmse": rmses[-1], "epoch_seconds_median": statistics.median(epoch_seconds),
-            "test_rmse_per_epoch": [round(r, 5) for r in rmses], "n_train": train.n_ratings,
-            "n_test": test.n_ratings, "peak_gb": _peak_gb(), "load": load}
+    return {
+        "dataset": dataset,
+        "epochs": n_epochs,
+        "best_test_rmse": rmses[best],
+        "best_epoch": best + 1,
+        "time_to_best": train_clock[best],
+        "train_seconds": trained,
+        "wall_seconds_with_eval": wall,
+        "final_test_rmse": rmses[-1],
+        "epoch_seconds_median": statistics.median(epoch_seconds),
+        "test_rmse_per_epoch": [round(r, 5) for r in rmses],
+        "n_train": train.n_ratings,
+        "n_test": test.n_ratings,
+        "peak_gb": _peak_gb(),
+        "load": load,
+    }
 
 
 # -- 2. per-epoch cost across shapes --------------------------------------------------------------
@@ -281,9 +317,15 @@ def _shape_ratings(shape: str, quick: bool) -> Any:
         return load_dataset(f"synthetic:{shape}").ratings
     p = SYNTHETIC_PRESETS[shape]
     n_users, n_items, n_ratings = QUICK_SHAPES[shape]
-    return synthetic_ratings(n_users, n_items, n_ratings, seed=0, rating_scale=p.rating_scale,
-                             rating_step=p.rating_step,
-                             min_per_user=max(1, min(p.min_per_user, n_ratings // (2 * n_users))))
+    return synthetic_ratings(
+        n_users,
+        n_items,
+        n_ratings,
+        seed=0,
+        rating_scale=p.rating_scale,
+        rating_step=p.rating_step,
+        min_per_user=max(1, min(p.min_per_user, n_ratings // (2 * n_users))),
+    )
 
 
 def _dense_extrapolated(ratings: Any, rows_per_batch: int, n_batches: int) -> Result:
@@ -327,10 +369,15 @@ def _dense_extrapolated(ratings: Any, rows_per_batch: int, n_batches: int) -> Re
     step_seconds = time.perf_counter() - started
     per_batch = statistics.median(batch_seconds)
     batches_per_epoch = n_rows / rows_per_batch
-    return {"seconds_per_epoch": per_batch * batches_per_epoch + step_seconds,
-            "batch_seconds": batch_seconds, "batches_timed": n_batches,
-            "rows_per_batch": rows_per_batch, "batches_per_epoch": batches_per_epoch,
-            "step_seconds": step_seconds, "dense_matrix_gb": n_rows * n_cols * 4 / 1e9}
+    return {
+        "seconds_per_epoch": per_batch * batches_per_epoch + step_seconds,
+        "batch_seconds": batch_seconds,
+        "batches_timed": n_batches,
+        "rows_per_batch": rows_per_batch,
+        "batches_per_epoch": batches_per_epoch,
+        "step_seconds": step_seconds,
+        "dense_matrix_gb": n_rows * n_cols * 4 / 1e9,
+    }
 
 
 def task_shape(args: argparse.Namespace) -> Result:
@@ -343,9 +390,15 @@ def task_shape(args: argparse.Namespace) -> Result:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     ratings = _shape_ratings(shape, args.quick)
-    out: Result = {"shape": shape, "engine": engine, "n_users": ratings.n_users,
-                   "n_items": ratings.n_items, "n_ratings": ratings.n_ratings,
-                   "data_seconds": time.perf_counter() - started, "load": load}
+    out: Result = {
+        "shape": shape,
+        "engine": engine,
+        "n_users": ratings.n_users,
+        "n_items": ratings.n_items,
+        "n_ratings": ratings.n_ratings,
+        "data_seconds": time.perf_counter() - started,
+        "load": load,
+    }
     rows = 32 if args.quick else DENSE_ROWS
     n_batches = 2 if args.quick else args.dense_batches
     if engine == "dense" and shape in EXTRAPOLATED_DENSE:
@@ -358,10 +411,16 @@ def task_shape(args: argparse.Namespace) -> Result:
     model.fit(ratings)
     fit_seconds = time.perf_counter() - started
     seconds = model.history.epoch_seconds
-    out.update(method="full", epochs=len(seconds), epoch_seconds=seconds,
-               seconds_per_epoch=statistics.median(seconds), fit_seconds=fit_seconds,
-               engine_used=getattr(model, "engine", engine),
-               train_rmse=model.history.train_rmse[-1], peak_gb=_peak_gb())
+    out.update(
+        method="full",
+        epochs=len(seconds),
+        epoch_seconds=seconds,
+        seconds_per_epoch=statistics.median(seconds),
+        fit_seconds=fit_seconds,
+        engine_used=getattr(model, "engine", engine),
+        train_rmse=model.history.train_rmse[-1],
+        peak_gb=_peak_gb(),
+    )
     if engine == "dense":  # the extrapolation, checked against a measured full epoch
         del model
         check = _dense_extrapolated(ratings, rows, n_batches)
@@ -372,8 +431,19 @@ def task_shape(args: argparse.Namespace) -> Result:
 
 def _netflix_cli_argv(args: argparse.Namespace) -> list[str]:
     dataset = "synthetic:tiny" if args.quick else "synthetic:netflix"
-    return ["train", "--dataset", dataset, "--model", "i-autorec", "--epochs", "1", "--no-test",
-            "--quiet", "--threads", str(args.threads)]
+    return [
+        "train",
+        "--dataset",
+        dataset,
+        "--model",
+        "i-autorec",
+        "--epochs",
+        "1",
+        "--no-test",
+        "--quiet",
+        "--threads",
+        str(args.threads),
+    ]
 
 
 def task_netflix_cli(args: argparse.Namespace) -> Result:
@@ -383,24 +453,42 @@ def task_netflix_cli(args: argparse.Namespace) -> Result:
     preset = argv[argv.index("--dataset") + 1].split(":", 1)[1]
     load = os.getloadavg()[0]
     record, wall, error = _run_cli(argv, args.timeout)
-    out: Result = {"command": _cli_text(argv), "wall_seconds": wall,
-                   "peak_gb": _peak_gb(resource.RUSAGE_CHILDREN), "load": load,
-                   "n_ratings": SYNTHETIC_PRESETS[preset].n_ratings}
+    out: Result = {
+        "command": _cli_text(argv),
+        "wall_seconds": wall,
+        "peak_gb": _peak_gb(resource.RUSAGE_CHILDREN),
+        "load": load,
+        "n_ratings": SYNTHETIC_PRESETS[preset].n_ratings,
+    }
     if error or record is None:
         return {**out, "error": error}
     epochs = record.get("epoch_seconds") or [math.nan]
-    return {**out, "train_seconds": record["train_seconds"], "epoch_seconds": epochs,
-            "seconds_per_epoch": statistics.median(epochs)}
+    return {
+        **out,
+        "train_seconds": record["train_seconds"],
+        "epoch_seconds": epochs,
+        "seconds_per_epoch": statistics.median(epochs),
+    }
 
 
-TASKS = {"ml1m-ours": task_ml1m_ours, "ml1m-dense": task_ml1m_dense, "shape": task_shape,
-         "netflix-cli": task_netflix_cli}
+TASKS = {
+    "ml1m-ours": task_ml1m_ours,
+    "ml1m-dense": task_ml1m_dense,
+    "shape": task_shape,
+    "netflix-cli": task_netflix_cli,
+}
 
 
 # -- orchestration ------------------------------------------------------------------------------
 def _common_argv(args: argparse.Namespace) -> list[str]:
-    argv = ["--threads", str(args.threads), "--timeout", str(args.timeout),
-            "--dense-batches", str(args.dense_batches)]
+    argv = [
+        "--threads",
+        str(args.threads),
+        "--timeout",
+        str(args.timeout),
+        "--dense-batches",
+        str(args.dense_batches),
+    ]
     if args.dense_epochs:
         argv += ["--dense-epochs", str(args.dense_epochs)]
     if args.dataset:
@@ -412,6 +500,7 @@ def _other_busy_cores(seconds: float = 1.0) -> float | None:
     """Cores kept busy by other processes, sampled from /proc/stat over ``seconds`` while this
     benchmark runs nothing. Unlike the load average, which still counts the previous
     measurement for minutes, this sees only what else runs now. None where /proc is missing."""
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
@@ -431,14 +520,21 @@ def _other_busy_cores(seconds: float = 1.0) -> float | None:
 
 def _run(task: str, args: argparse.Namespace, *extra: str) -> Result:
     """One measurement in a fresh interpreter; failures come back as {"error": ...}."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--task", task, *extra,
-           *_common_argv(args)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--task",
+        task,
+        *extra,
+        *_common_argv(args),
+    ]
     label = " ".join([task, *extra])
     other_busy = _other_busy_cores()
     _log(f"running {label} ...")
     # its own process group, so that a timeout also ends an `autorec` child it started
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = proc.communicate(timeout=args.timeout + 120)
     except subprocess.TimeoutExpired:
@@ -461,31 +557,60 @@ def _run(task: str, args: argparse.Namespace, *extra: str) -> Result:
 
 def _git_commit() -> str:
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=30, check=True).stdout
-        dirty = subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), "status",
-                                "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=30).stdout
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        dirty = subprocess.run(
+            [
+                "git",
+                "--no-optional-locks",
+                "-C",
+                str(REPO),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.strip() + (" + uncommitted changes" if dirty.strip() else "")
 
 
 def _part_meta(args: argparse.Namespace) -> Result:
-    return {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "command": shlex.join(["python", "benchmarks/bench_train.py", *sys.argv[1:]]),
-            "commit": _git_commit(), "quick": args.quick, "threads": args.threads}
+    return {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "command": shlex.join(["python", "benchmarks/bench_train.py", *sys.argv[1:]]),
+        "commit": _git_commit(),
+        "quick": args.quick,
+        "threads": args.threads,
+    }
 
 
 def run_ml1m(args: argparse.Namespace) -> Result:
-    return {"ours": _run("ml1m-ours", args), "dense": _run("ml1m-dense", args),
-            "meta": _part_meta(args)}
+    return {
+        "ours": _run("ml1m-ours", args),
+        "dense": _run("ml1m-dense", args),
+        "meta": _part_meta(args),
+    }
 
 
 def run_shapes(args: argparse.Namespace) -> Result:
-    rows = [{"shape": shape, "engine": engine,
-             **_run("shape", args, "--shape", shape, "--engine", engine)}
-            for shape in SHAPES for engine in ENGINES]
+    rows = [
+        {
+            "shape": shape,
+            "engine": engine,
+            **_run("shape", args, "--shape", shape, "--engine", engine),
+        }
+        for shape in SHAPES
+        for engine in ENGINES
+    ]
     return {"rows": rows, "cli": _run("netflix-cli", args), "meta": _part_meta(args)}
 
 
@@ -499,8 +624,10 @@ def _machine() -> str:
         mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
     except (ValueError, OSError, AttributeError):
         mem = ""
-    return (f"{cpu}, {os.cpu_count()} cores{mem}; {platform.platform()}; Python "
-            f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}; {platform.platform()}; Python "
+        f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}"
+    )
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -531,19 +658,25 @@ def _busy(runs: list[Result]) -> str:
     other = [r["other_busy_cores"] for r in runs if "other_busy_cores" in r]
     if other:
         if max(other) <= 0.25:
-            return (f"\n* Other processes kept at most {max(other):.2f} of {cores} cores busy in "
-                    f"the second before each run (sampled from /proc/stat): a quiet machine.")
-        return (f"\n* **The machine was busy**: other processes kept up to {max(other):.2f} of "
-                f"{cores} cores busy in the second before a run. With other jobs on the cores, "
-                f"torch's threads wait for each other and small operations slow down many "
-                f"times; rerun on an idle machine before trusting these times.")
+            return (
+                f"\n* Other processes kept at most {max(other):.2f} of {cores} cores busy in "
+                f"the second before each run (sampled from /proc/stat): a quiet machine."
+            )
+        return (
+            f"\n* **The machine was busy**: other processes kept up to {max(other):.2f} of "
+            f"{cores} cores busy in the second before a run. With other jobs on the cores, "
+            f"torch's threads wait for each other and small operations slow down many "
+            f"times; rerun on an idle machine before trusting these times."
+        )
     loads = [r["load"] for r in runs if "load" in r]
     if not loads or max(loads) <= cores:
         return ""
-    return (f"\n* **The machine was busy**: a load average of up to {max(loads):.1f} on {cores} "
-            f"cores at the start of a run. With other jobs on the cores, torch's threads wait for "
-            f"each other and small operations slow down many times; rerun on an idle machine "
-            f"before trusting these times.")
+    return (
+        f"\n* **The machine was busy**: a load average of up to {max(loads):.1f} on {cores} "
+        f"cores at the start of a run. With other jobs on the cores, torch's threads wait for "
+        f"each other and small operations slow down many times; rerun on an idle machine "
+        f"before trusting these times."
+    )
 
 
 def _verdict(ok: bool | None) -> str:
@@ -552,11 +685,14 @@ def _verdict(ok: bool | None) -> str:
 
 def _ml1m_section(part: Result | None) -> str:
     if part is None:
-        return ("Not measured yet: `python benchmarks/bench_train.py --only ml1m` fills this "
-                "section.\n")
+        return (
+            "Not measured yet: `python benchmarks/bench_train.py --only ml1m` fills this section.\n"
+        )
     ours, dense, meta = part["ours"], part["dense"], part["meta"]
-    rows = ["| run | what the seconds are | seconds | test RMSE | epochs | peak RSS |",
-            "| --- | --- | ---: | ---: | --- | ---: |"]
+    rows = [
+        "| run | what the seconds are | seconds | test RMSE | epochs | peak RSS |",
+        "| --- | --- | ---: | ---: | --- | ---: |",
+    ]
     ours_label = f"ours: `{ours.get('command', 'autorec train ...')}`"
     if _problem(ours):
         rows.append(f"| {ours_label} | | {_problem(ours)} | | | |")
@@ -567,9 +703,12 @@ def _ml1m_section(part: Result | None) -> str:
             f"{_secs(ours['train_seconds'])} s, median epoch "
             f"{_fmt(ours['epoch_seconds_median'], '.3f')} s) | {_secs(ours['wall_seconds'])} "
             f"| {_fmt(ours['test_rmse'], '.4f')} "
-            f"| {ours['epochs']} run, best {ours['best_epoch']} | {ours['peak_gb']:.2f} GB |")
-    dense_label = ("dense reimplementation: items x users dense matrix + mask, "
-                   "`nn.Linear` 500 sigmoid, Adam lr 1e-3, 256 items a batch, lambda 1")
+            f"| {ours['epochs']} run, best {ours['best_epoch']} | {ours['peak_gb']:.2f} GB |"
+        )
+    dense_label = (
+        "dense reimplementation: items x users dense matrix + mask, "
+        "`nn.Linear` 500 sigmoid, Adam lr 1e-3, 256 items a batch, lambda 1"
+    )
     if _problem(dense):
         rows.append(f"| {dense_label} | | {_problem(dense)} | | | |")
     else:
@@ -580,21 +719,30 @@ def _ml1m_section(part: Result | None) -> str:
             f"{_secs(dense['wall_seconds_with_eval'])} s with evaluation) "
             f"| {_secs(dense['time_to_best'])} | {dense['best_test_rmse']:.4f} (best; last epoch "
             f"{dense['final_test_rmse']:.4f}) | best at {dense['best_epoch']} of "
-            f"{dense['epochs']} | {dense['peak_gb']:.2f} GB |")
+            f"{dense['epochs']} | {dense['peak_gb']:.2f} GB |"
+        )
     ratio = None
     if not _problem(ours) and not _problem(dense) and ours["wall_seconds"] > 0:
         ratio = dense["time_to_best"] / ours["wall_seconds"]
-    rows.append(f"| ratio | dense time-to-best / ours whole command | "
-                f"{_fmt(ratio, '.1f' if ratio and ratio >= 1 else '.2f')}x | | | |")
-    rmse_ok = None if _problem(ours) or ours.get("test_rmse") is None else (
-        ours["test_rmse"] <= TARGET_RMSE)
+    rows.append(
+        f"| ratio | dense time-to-best / ours whole command | "
+        f"{_fmt(ratio, '.1f' if ratio and ratio >= 1 else '.2f')}x | | | |"
+    )
+    rmse_ok = (
+        None
+        if _problem(ours) or ours.get("test_rmse") is None
+        else (ours["test_rmse"] <= TARGET_RMSE)
+    )
     speed_ok = None if ratio is None else ratio >= TARGET_SPEEDUP
     both = None if rmse_ok is None or speed_ok is None else (rmse_ok and speed_ok)
     dataset = ours.get("dataset") or dense.get("dataset") or "ml-1m"
-    loads = ", ".join(f"{name} {r['load']:.1f}" for name, r in (("ours", ours), ("dense", dense))
-                      if "load" in r)
+    loads = ", ".join(
+        f"{name} {r['load']:.1f}" for name, r in (("ours", ours), ("dense", dense)) if "load" in r
+    )
     busy = _busy([ours, dense])
-    text = "\n".join(rows) + f"""
+    text = (
+        "\n".join(rows)
+        + f"""
 
 Data: `{dataset}`, `paper_split(seed=0)` (81% train, 9% validation, 10% test, as
 `autorec train` makes it); both train on the same training ratings and are scored on the same
@@ -602,70 +750,85 @@ test ratings (clipped to the scale; a test user or item without training ratings
 
 * Target: test RMSE <= {TARGET_RMSE} at >= {TARGET_SPEEDUP:.0f}x the speed of the dense
   reimplementation's time to its best epoch: {_verdict(both)} (RMSE
-  {_fmt(ours.get('test_rmse'), '.4f')}: {_verdict(rmse_ok)}; speed-up {_fmt(ratio, '.1f')}x:
+  {_fmt(ours.get("test_rmse"), ".4f")}: {_verdict(rmse_ok)}; speed-up {_fmt(ratio, ".1f")}x:
   {_verdict(speed_ok)}).
 * The comparison favours the dense baseline: its time stops at the epoch of its *best test*
   RMSE (chosen on the test set, which a real run cannot do) and excludes loading, splitting and
   densifying the data, while ours counts the whole command (interpreter start, loading, split,
   training with validation every epoch, test evaluation, saving the model).
-* Measured {meta['date']}, commit {meta['commit']}, torch threads: {meta['threads']}; load average
-  at the start of each run: {loads or '-'} (other jobs may share the machine).{busy}
+* Measured {meta["date"]}, commit {meta["commit"]}, torch threads: {meta["threads"]}; load average
+  at the start of each run: {loads or "-"} (other jobs may share the machine).{busy}
 """
+    )
     return text
 
 
 def _shape_note(r: Result) -> str:
     if r.get("method") == "extrapolated":
         batches = r["batch_seconds"]
-        return (f"extrapolated from {r['batches_timed']} batches of {r['rows_per_batch']} rows "
-                f"(median {statistics.median(batches):.2f} s a batch x "
-                f"{r['batches_per_epoch']:.1f} batches + {r['step_seconds']:.2f} s weight decay "
-                f"and Rprop step); the full-batch dense step would densify the whole "
-                f"{r['n_items']:,} x {r['n_users']:,} matrix ({r['dense_matrix_gb']:.1f} GB a "
-                f"copy); RSS of the partial run")
+        return (
+            f"extrapolated from {r['batches_timed']} batches of {r['rows_per_batch']} rows "
+            f"(median {statistics.median(batches):.2f} s a batch x "
+            f"{r['batches_per_epoch']:.1f} batches + {r['step_seconds']:.2f} s weight decay "
+            f"and Rprop step); the full-batch dense step would densify the whole "
+            f"{r['n_items']:,} x {r['n_users']:,} matrix ({r['dense_matrix_gb']:.1f} GB a "
+            f"copy); RSS of the partial run"
+        )
     secs = ", ".join(f"{s:.2f}" for s in r["epoch_seconds"])
-    note = (f"median of {r['epochs']} full epochs ({secs} s)" if r["epochs"] > 1
-            else "one full epoch")
+    note = (
+        f"median of {r['epochs']} full epochs ({secs} s)" if r["epochs"] > 1 else "one full epoch"
+    )
     if "extrapolated_check" in r:
-        note += (f"; extrapolating from {r['extrapolated_check_batches']} batches would give "
-                 f"{r['extrapolated_check']:.2f} s")
+        note += (
+            f"; extrapolating from {r['extrapolated_check_batches']} batches would give "
+            f"{r['extrapolated_check']:.2f} s"
+        )
     return note + f"; data generation {r['data_seconds']:.1f} s not timed, in the RSS"
 
 
 def _shapes_section(part: Result | None) -> str:
     if part is None:
-        return ("Not measured yet: `python benchmarks/bench_train.py --only shapes` fills this "
-                "section.\n")
-    rows = ["| shape | n_users | n_items | n_ratings | engine | s/epoch | ns/rating "
-            "| peak RSS GB | note |",
-            "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |"]
+        return (
+            "Not measured yet: `python benchmarks/bench_train.py --only shapes` fills this "
+            "section.\n"
+        )
+    rows = [
+        "| shape | n_users | n_items | n_ratings | engine | s/epoch | ns/rating "
+        "| peak RSS GB | note |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+    ]
     per_rating: dict[str, float] = {}
     netflix_sparse: Result | None = None
     for r in part["rows"]:
         problem = _problem(r)
         if problem:
-            rows.append(f"| {r.get('shape', '?')} | | | | {r.get('engine', '?')} | | | | "
-                        f"{problem} |")
+            rows.append(
+                f"| {r.get('shape', '?')} | | | | {r.get('engine', '?')} | | | | {problem} |"
+            )
             continue
         ns = r["seconds_per_epoch"] / r["n_ratings"] * 1e9
         if r["engine"] == "sparse":
             per_rating[r["shape"]] = ns
             if r["shape"] == "netflix":
                 netflix_sparse = r
-        rows.append(f"| {r['shape']} | {r['n_users']:,} | {r['n_items']:,} | {r['n_ratings']:,} "
-                    f"| {r['engine']} | {r['seconds_per_epoch']:.2f} | {ns:.0f} "
-                    f"| {r['peak_gb']:.2f} | {_shape_note(r)} |")
+        rows.append(
+            f"| {r['shape']} | {r['n_users']:,} | {r['n_items']:,} | {r['n_ratings']:,} "
+            f"| {r['engine']} | {r['seconds_per_epoch']:.2f} | {ns:.0f} "
+            f"| {r['peak_gb']:.2f} | {_shape_note(r)} |"
+        )
     cli = part["cli"]
     n_netflix = cli.get("n_ratings")
     if _problem(cli):
         rows.append(f"| netflix, `autorec train` | | | | sparse (auto) | | | | {_problem(cli)} |")
     else:
         ns_cli = (cli["seconds_per_epoch"] / n_netflix * 1e9) if n_netflix else None
-        rows.append(f"| netflix, `autorec train` | | | {_fmt(n_netflix, ',')} | sparse (auto) "
-                    f"| {cli['seconds_per_epoch']:.2f} | {_fmt(ns_cli, '.0f')} "
-                    f"| {cli['peak_gb']:.2f} | `{cli['command']}`: whole command "
-                    f"{cli['wall_seconds']:.1f} s (training {cli['train_seconds']:.1f} s); RSS of "
-                    f"the `autorec` process |")
+        rows.append(
+            f"| netflix, `autorec train` | | | {_fmt(n_netflix, ',')} | sparse (auto) "
+            f"| {cli['seconds_per_epoch']:.2f} | {_fmt(ns_cli, '.0f')} "
+            f"| {cli['peak_gb']:.2f} | `{cli['command']}`: whole command "
+            f"{cli['wall_seconds']:.1f} s (training {cli['train_seconds']:.1f} s); RSS of "
+            f"the `autorec` process |"
+        )
     # targets
     epoch_vals = [r["seconds_per_epoch"] for r in (netflix_sparse, cli) if r and not _problem(r)]
     rss_vals = [r["peak_gb"] for r in (netflix_sparse, cli) if r and not _problem(r)]
@@ -676,10 +839,15 @@ def _shapes_section(part: Result | None) -> str:
         growth = per_rating["netflix"] / per_rating["ml-1m"]
     growth_ok = None if growth is None else growth <= TARGET_PER_RATING_GROWTH
     meta = part["meta"]
-    loads = ", ".join(f"{r.get('shape', 'cli')}/{r.get('engine', 'cli')} {r['load']:.1f}"
-                      for r in [*part["rows"], cli] if "load" in r)
+    loads = ", ".join(
+        f"{r.get('shape', 'cli')}/{r.get('engine', 'cli')} {r['load']:.1f}"
+        for r in [*part["rows"], cli]
+        if "load" in r
+    )
     busy = _busy([*part["rows"], cli])
-    return "\n".join(rows) + f"""
+    return (
+        "\n".join(rows)
+        + f"""
 
 I-AutoRec, k = 500, Rprop (full batch), no validation, on the synthetic presets
 (`load_dataset("synthetic:NAME")`, seed 0); `AutoRec(AutoRecConfig(variant="item",
@@ -688,16 +856,17 @@ ns/rating = seconds per epoch / n_ratings. Peak RSS is the measuring process's w
 (data generation included), in GB (10^9 bytes).
 
 * Netflix epoch <= {TARGET_NETFLIX_EPOCH_S:.0f} s (sparse, model API and `autorec train`):
-  {_verdict(epoch_ok)} ({', '.join(f'{v:.1f} s' for v in epoch_vals) or '-'}).
+  {_verdict(epoch_ok)} ({", ".join(f"{v:.1f} s" for v in epoch_vals) or "-"}).
 * Netflix peak RSS <= {TARGET_NETFLIX_RSS_GB:.0f} GB: {_verdict(rss_ok)}
-  ({', '.join(f'{v:.2f} GB' for v in rss_vals) or '-'}).
+  ({", ".join(f"{v:.2f} GB" for v in rss_vals) or "-"}).
 * Sparse cost per rating from ml-1m to netflix within {TARGET_PER_RATING_GROWTH}x:
-  {_verdict(growth_ok)} ({_fmt(growth, '.2f')}x; ml-1m {_fmt(per_rating.get('ml-1m'), '.0f')},
-  ml-10m {_fmt(per_rating.get('ml-10m'), '.0f')}, netflix {_fmt(per_rating.get('netflix'), '.0f')}
+  {_verdict(growth_ok)} ({_fmt(growth, ".2f")}x; ml-1m {_fmt(per_rating.get("ml-1m"), ".0f")},
+  ml-10m {_fmt(per_rating.get("ml-10m"), ".0f")}, netflix {_fmt(per_rating.get("netflix"), ".0f")}
   ns/rating).
-* Measured {meta['date']}, commit {meta['commit']}, torch threads: {meta['threads']}; load average
-  at the start of each run: {loads or '-'} (other jobs may share the machine).{busy}
+* Measured {meta["date"]}, commit {meta["commit"]}, torch threads: {meta["threads"]}; load average
+  at the start of each run: {loads or "-"} (other jobs may share the machine).{busy}
 """
+    )
 
 
 def _encode_results(results: Result) -> str:
@@ -713,7 +882,7 @@ def _previous_results() -> Result:
     start = text.find(RESULTS_MARK)
     if start < 0:
         return {}
-    body = text[start + len(RESULTS_MARK):]
+    body = text[start + len(RESULTS_MARK) :]
     end = body.find("-->")
     try:
         return json.loads(body[:end]) if end >= 0 else {}
@@ -728,8 +897,11 @@ def render(results: Result) -> str:
         if part and part["meta"]["command"] not in commands:
             commands.append(part["meta"]["command"])
     quick = any(p and p["meta"].get("quick") for p in (ml1m, shapes))
-    warning = ("\n**`--quick` smoke test: tiny sizes; none of these numbers means anything.**\n"
-               if quick else "")
+    warning = (
+        "\n**`--quick` smoke test: tiny sizes; none of these numbers means anything.**\n"
+        if quick
+        else ""
+    )
     now = datetime.date.today().isoformat()
     ours_cmd = (ml1m or {}).get("ours", {}).get("command") if ml1m else None
     cli_cmd = (shapes or {}).get("cli", {}).get("command") if shapes else None
@@ -755,7 +927,7 @@ process's `ru_maxrss` (for an `autorec` command, the command's own process, via
 with, for the `autorec` rows (`F` a JSON file and `TMP` a model folder in a temporary folder,
 `AUTOREC_DATA_DIR` set to the real data):
 
-{user_lines or '    -'}
+{user_lines or "    -"}
 
 {RESULTS_MARK}
 {_encode_results(results)}
@@ -771,16 +943,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=ENGINES, default="sparse", help="for --task shape")
     parser.add_argument("--only", choices=("ml1m", "shapes"), help="run one part")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, a smoke test of every code path (never writes the doc)")
-    parser.add_argument("--dataset", help="data set of the ML-1M part (default ml-1m; --quick: "
-                                          "synthetic:tiny)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, a smoke test of every code path (never writes the doc)",
+    )
+    parser.add_argument(
+        "--dataset", help="data set of the ML-1M part (default ml-1m; --quick: synthetic:tiny)"
+    )
     parser.add_argument("--dense-epochs", type=int, help="epochs of the dense baseline (100)")
-    parser.add_argument("--dense-batches", type=int, default=5,
-                        help="timed batches of a dense extrapolation (default 5)")
+    parser.add_argument(
+        "--dense-batches",
+        type=int,
+        default=5,
+        help="timed batches of a dense extrapolation (default 5)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per measurement (default 7200; --quick: 300)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per measurement (default 7200; --quick: 300)",
+    )
     args = parser.parse_args(argv)
     if args.timeout is None:
         args.timeout = 300.0 if args.quick else 7200.0

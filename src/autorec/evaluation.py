@@ -103,3 +103,12 @@ def mean_ci95(values: list[float] | np.ndarray) -> tuple[float, float]:
     dof = x.size - 1
     t = _T975[dof - 1] if dof <= len(_T975) else 1.959964
     return mean, float(t * x.std(ddof=1) / math.sqrt(x.size))
+
+
+def summary_ci95(values: list[float] | np.ndarray) -> tuple[float | None, float | None]:
+    """``mean_ci95`` for reports and JSON: ``(None, None)`` for no values, a ``None`` half-width
+    where there is no interval (one value) instead of NaN, which JSON cannot hold."""
+    if len(values) == 0:
+        return None, None
+    mean, ci = mean_ci95(values)
+    return mean, (ci if math.isfinite(ci) else None)
