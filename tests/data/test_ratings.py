@@ -104,3 +104,13 @@ def test_merge_refuses_other_vocabularies_or_scales() -> None:
         a.merge(make([0], [0], [1], n_items=5))
     with pytest.raises(ValueError, match="rating scales"):
         a.merge(make([0], [0], [1], scale=(0.5, 5.0)))
+
+
+def test_validation_messages_show_plain_numbers() -> None:
+    """A tuple of numpy scalars prints as (np.float64(5.0), ...); the message says (5.0, 1.0)."""
+    with pytest.raises(ValueError) as e:
+        make([0], [0], [1], scale=(np.float64(5), np.float64(1)))
+    assert str(e.value) == "rating_scale must be finite with low <= high, got (5.0, 1.0)"
+    with pytest.raises(ValueError) as e:
+        make([0, 7], [0, 0], [1, 1])
+    assert str(e.value) == "user_idx[1] = 7 is outside 0..2"

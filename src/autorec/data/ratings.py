@@ -136,9 +136,8 @@ class Ratings:
         object.__setattr__(self, "rating", np.ascontiguousarray(self.rating, dtype=np.float32))
         low, high = (float(self.rating_scale[0]), float(self.rating_scale[1]))
         if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-            raise ValueError(
-                f"rating_scale must be finite with low <= high, got {self.rating_scale}"
-            )
+            # low, high: Python floats, so numpy scalars do not print as np.float64(5.0)
+            raise ValueError(f"rating_scale must be finite with low <= high, got ({low}, {high})")
         object.__setattr__(self, "rating_scale", (low, high))
         n = len(self.rating)
         for name in ("user_idx", "item_idx"):
