@@ -158,9 +158,9 @@ def load_file(
     layout = delimited_layout(
         path, normalise_sep(sep), sep is None, columns or DEFAULT_COLUMNS, header
     )
-    rows = read_delimited(
-        [path], dataclasses.replace(layout, header_hint=not header), header, scale
-    )
+    # without --header, a word on line 1 may be a header line: its message says so
+    layout = dataclasses.replace(layout, header_hint=not header)
+    rows = read_delimited([path], layout, header, scale)
     ratings, dropped = assemble(rows, scale, duplicates, str(path))
     return LoadedDataset(ratings, str(path), str(path), dropped)
 
