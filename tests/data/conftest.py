@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import threading
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from autorec.data import loaders
-from autorec.data.download import ARCHIVES, Archive
+from autorec.data.loaders import blocks
+from autorec.data.registry import KNOWN_DATASETS, MOVIELENS_URL, Archive
 
 
 @pytest.fixture
@@ -34,12 +35,12 @@ def write() -> Callable[[Path, str | bytes], Path]:
 @pytest.fixture
 def small_chunks() -> Iterator[None]:
     """Parse in blocks of 64 bytes so that every file spans many blocks."""
-    saved = loaders.CHUNK_BYTES
-    loaders.CHUNK_BYTES = 64
+    saved = blocks.CHUNK_BYTES
+    blocks.CHUNK_BYTES = 64
     try:
         yield
     finally:
-        loaders.CHUNK_BYTES = saved
+        blocks.CHUNK_BYTES = saved
 
 
 def need(root: Path, relative: str) -> Path:
@@ -58,9 +59,19 @@ def make_zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def pin(monkeypatch: pytest.MonkeyPatch, name: str, body: bytes, digest: str | None = None) -> None:
-    archive = Archive(f"{name}.zip", len(body), digest or hashlib.sha256(body).hexdigest())
-    monkeypatch.setitem(ARCHIVES, name, archive)
+def pin(
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    body: bytes,
+    digest: str | None = None,
+    base_url: str = MOVIELENS_URL,
+) -> None:
+    """Make the registry's archive of ``name`` be ``body`` (served from ``base_url``)."""
+    archive = Archive(
+        f"{name}.zip", len(body), digest or hashlib.sha256(body).hexdigest(), base_url
+    )
+    info = dataclasses.replace(KNOWN_DATASETS[name], archive=archive)
+    monkeypatch.setitem(KNOWN_DATASETS, name, info)
 
 
 class Server:

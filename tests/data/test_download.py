@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from autorec.data import download
-from autorec.data.download import ARCHIVES, Archive, download_dataset
+from autorec.data.download import download_dataset
 from autorec.data.loaders import load_dataset
+from autorec.data.registry import KNOWN_DATASETS, Archive
 from autorec.errors import ConfigError, DataError
 from tests.data.conftest import Server, make_zip, need, pin
 
@@ -42,8 +42,7 @@ def test_load_dataset_downloads_a_missing_set(
     tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = make_zip({"ml-100k/u.data": U_DATA})
-    pin(monkeypatch, "ml-100k", body)
-    monkeypatch.setattr(download, "BASE_URL", server.url + "/movielens/")
+    pin(monkeypatch, "ml-100k", body, base_url=server.url + "/movielens/")
     server.routes["/movielens/ml-100k.zip"] = (body, "ok")
     with pytest.raises(DataError, match="autorec data download ml-100k"):
         load_dataset("ml-100k", data_dir=tmp_path)
@@ -169,11 +168,12 @@ def test_existing_folder_without_ratings_is_not_overwritten(tmp_path: Path) -> N
 
 
 def test_official_urls_and_pins() -> None:
-    assert download.archive_url("ml-1m") == (
+    assert KNOWN_DATASETS["ml-1m"].archive.url == (
         "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
     )
-    assert ARCHIVES["ml-latest"].sha256 is None
-    assert all(len(a.sha256) == 64 for n, a in ARCHIVES.items() if n != "ml-latest")
+    archives = {n: i.archive for n, i in KNOWN_DATASETS.items() if i.archive is not None}
+    assert archives["ml-latest"].sha256 is None
+    assert all(len(a.sha256) == 64 for n, a in archives.items() if n != "ml-latest")
 
 
 @pytest.mark.realdata
@@ -183,4 +183,6 @@ def test_pins_match_the_data_notes(shared_data_dir: Path) -> None:
     rows = re.findall(r"\| `([\w.-]+)\.zip` \| ([\d,]+) \| `([0-9a-f]{64})`", notes)
     assert len(rows) == 6
     for name, size, digest in rows:
-        assert ARCHIVES[name] == Archive(f"{name}.zip", int(size.replace(",", "")), digest)
+        assert KNOWN_DATASETS[name].archive == Archive(
+            f"{name}.zip", int(size.replace(",", "")), digest
+        )

@@ -8,13 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autorec.data import loaders
-from autorec.data.loaders import (
-    KNOWN_DATASETS,
-    LoadedDataset,
-    load_dataset,
-    resolve_data_dir,
-)
+from autorec.data.loaders import LoadedDataset, blocks, delimited, load_dataset, netflix
+from autorec.data.registry import DEFAULT_COLUMNS, KNOWN_DATASETS, resolve_data_dir
 from autorec.errors import ConfigError, DataError
 from tests.data.conftest import need
 
@@ -276,12 +271,12 @@ def test_large_file_matches_an_independent_parse(tmp_path: Path, write) -> None:
         )
     )
     path = write(tmp_path / "big.csv", text)
-    saved = loaders.CHUNK_BYTES
-    loaders.CHUNK_BYTES = 50_000
+    saved = blocks.CHUNK_BYTES
+    blocks.CHUNK_BYTES = 50_000
     try:
         d = load_dataset(str(path), duplicates="last")
     finally:
-        loaders.CHUNK_BYTES = saved
+        blocks.CHUNK_BYTES = saved
     keep = np.sort(n - 1 - np.unique((users * 10_000 + items)[::-1], return_index=True)[1])
     r = d.ratings
     assert np.array_equal(r.users.ids[r.user_idx], users[keep])
@@ -294,7 +289,7 @@ def test_large_file_matches_an_independent_parse(tmp_path: Path, write) -> None:
 # ---------------------------------------------------------------------------------------------
 # the vectorised path really runs (a silent fallback would only show up as slowness)
 # ---------------------------------------------------------------------------------------------
-LAYOUT4 = dict(user=0, item=1, rating=2, timestamp=3, names=loaders.DEFAULT_COLUMNS)
+LAYOUT4 = dict(user=0, item=1, rating=2, timestamp=3, names=DEFAULT_COLUMNS)
 
 
 @pytest.mark.parametrize(
@@ -312,8 +307,8 @@ LAYOUT4 = dict(user=0, item=1, rating=2, timestamp=3, names=loaders.DEFAULT_COLU
 def test_fast_path_accepts_clean_blocks(
     sep: str | None, block: bytes, expected: list[float] | None
 ) -> None:
-    layout = loaders._Layout(sep=sep, n_fields=4, **LAYOUT4)
-    parsed = loaders._fast_delimited(block, layout, None)
+    layout = delimited.Layout(sep=sep, n_fields=4, **LAYOUT4)
+    parsed = delimited.fast_delimited(block, layout, None)
     if expected is None:
         assert parsed is None
         return
@@ -337,15 +332,15 @@ def test_fast_path_accepts_clean_blocks(
     ],
 )
 def test_fast_path_hands_irregular_blocks_to_the_slow_path(block: bytes) -> None:
-    layout = loaders._Layout(sep=",", n_fields=4, **LAYOUT4)
-    assert loaders._fast_delimited(block, layout, None) is None
+    layout = delimited.Layout(sep=",", n_fields=4, **LAYOUT4)
+    assert delimited.fast_delimited(block, layout, None) is None
 
 
 def test_fast_netflix_path_accepts_a_clean_block() -> None:
     block = (NETFLIX_MOVIE_1 + NETFLIX_MOVIE_2).encode()
-    origins = loaders._Origins()
+    origins = blocks.Origins()
     origins.add(0, 0, 1, True)
-    parsed = loaders._fast_netflix(block, origins, loaders._NetflixState(), (1.0, 5.0))
+    parsed = netflix.fast_netflix(block, origins, netflix.NetflixState(), (1.0, 5.0))
     assert parsed is not None
     customer, movie, rating, ts, lines = parsed
     assert list(zip(customer.tolist(), movie.tolist(), rating.tolist(), strict=True)) == (
@@ -377,13 +372,13 @@ def test_bad_line_is_named(
 ) -> None:
     good = "".join(f"{u}::{u + 1}::3::{u}\n" for u in range(1, 30))
     path = write(tmp_path / "r.dat", good + line + "\n" + good.replace("::3::", "::4::"))
-    saved = loaders.CHUNK_BYTES
-    loaders.CHUNK_BYTES = 64 if chunked else saved
+    saved = blocks.CHUNK_BYTES
+    blocks.CHUNK_BYTES = 64 if chunked else saved
     try:
         with pytest.raises(DataError) as e:
             load_dataset(str(path), sep="::")
     finally:
-        loaders.CHUNK_BYTES = saved
+        blocks.CHUNK_BYTES = saved
     message = str(e.value)
     assert str(path) in message and "line 30" in message and value in message and what in message
 
@@ -533,13 +528,13 @@ def test_duplicates_error_names_both_lines(tmp_path: Path, write, chunked: bool)
         + "1,2,4\n"
     )
     path = write(tmp_path / "r.csv", text)
-    saved = loaders.CHUNK_BYTES
-    loaders.CHUNK_BYTES = 64 if chunked else saved
+    saved = blocks.CHUNK_BYTES
+    blocks.CHUNK_BYTES = 64 if chunked else saved
     try:
         with pytest.raises(DataError) as e:
             load_dataset(str(path), duplicates="error")
     finally:
-        loaders.CHUNK_BYTES = saved
+        blocks.CHUNK_BYTES = saved
     assert str(path) in str(e.value) and "lines 31 and 62" in str(e.value)
 
 
@@ -607,3 +602,98 @@ def test_copy_of_a_named_layout_loads_as_custom_file(tmp_path: Path, write) -> N
     dst = tmp_path / "copy.dat"
     shutil.copy(src, dst)
     assert triples(load_dataset(str(dst))) == [(1, 2, 3.5)]
+
+
+# ---------------------------------------------------------------------------------------------
+# byte-order marks, header hints, ids in messages (issue 13)
+# ---------------------------------------------------------------------------------------------
+BOM = "\ufeff"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("sep", ["\t", ",", "::"])
+def test_bom_on_a_headerless_file_is_stripped(
+    tmp_path: Path, write, sep: str, chunked: bool
+) -> None:
+    """A BOM before user 1 used to make a string id '\\ufeff1' besides the 1 of a later line."""
+    lines = [f"1{sep}10{sep}4", f"2{sep}10{sep}3", f"1{sep}11{sep}5"]
+    path = write(tmp_path / "r.txt", BOM + "\n".join(lines) + "\n")
+    saved = blocks.CHUNK_BYTES
+    blocks.CHUNK_BYTES = 8 if chunked else saved
+    try:
+        d = load_dataset(str(path))
+    finally:
+        blocks.CHUNK_BYTES = saved
+    assert d.ratings.users.ids.tolist() == [1, 2]  # integers, and user 1 once
+    assert triples(d) == [(1, 10, 4.0), (2, 10, 3.0), (1, 11, 5.0)]
+
+
+def test_bom_before_a_header_and_in_named_sets(tmp_path: Path, write) -> None:
+    path = write(tmp_path / "r.csv", BOM + "user,item,rating\n1,2,3\n")
+    assert triples(load_dataset(str(path), header=True)) == [(1, 2, 3.0)]
+    write(tmp_path / "ml-100k" / "u.data", BOM + "7\t8\t5\t100\n")
+    d = load_dataset("ml-100k", data_dir=tmp_path)
+    assert triples(d) == [(7, 8, 5.0)] and d.ratings.timestamp.tolist() == [100]
+    write(tmp_path / "netflix" / "combined_data_1.txt", BOM + "3:\n5,2\n")
+    assert triples(load_dataset("netflix", data_dir=tmp_path)) == [(5, 3, 2.0)]
+
+
+def test_a_bom_alone_is_an_empty_file(tmp_path: Path, write) -> None:
+    path = write(tmp_path / "r.csv", BOM + "\n")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(path))
+    assert str(e.value) == f"{path}: the file is empty"  # not "found 1 field: '\\ufeff'"
+
+
+def test_header_without_header_option_suggests_it(tmp_path: Path, write) -> None:
+    path = write(tmp_path / "r.csv", "userId,movieId,rating,timestamp\n1,10,4,100\n")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(path))
+    assert str(e.value) == (
+        f"{path}, line 1: rating 'rating' is not a number "
+        f"(does the file have a header? use --header)"
+    )
+    # a timestamp header on a file whose ratings are numbers
+    path = write(tmp_path / "s.csv", "1,10,4,when\n1,11,5,100\n")
+    with pytest.raises(DataError, match=r"line 1: timestamp 'when' .*use --header\)$"):
+        load_dataset(str(path))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "1,10,4\n1,11,x\n",  # not a number, but not on line 1
+        "1,10,9\n",  # line 1, but a number (outside the given scale)
+        "1,10,nan\n",  # line 1, numeric spelling of a non-finite value
+    ],
+)
+def test_no_header_hint_where_a_header_cannot_be_the_cause(
+    tmp_path: Path, write, content: str
+) -> None:
+    path = write(tmp_path / "r.csv", content)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(path), rating_scale=(1.0, 5.0))
+    assert "--header" not in str(e.value)
+
+
+def test_no_header_hint_for_named_sets(tmp_path: Path, write) -> None:
+    """--header is refused for named sets (their format is fixed), so it is not suggested."""
+    write(tmp_path / "ml-100k" / "u.data", "user\titem\trating\tts\n1\t2\t3\t4\n")
+    with pytest.raises(DataError, match="rating 'rating' is not a number") as e:
+        load_dataset("ml-100k", data_dir=tmp_path)
+    assert "--header" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "item", "user"),
+    [("1,9,3\n1,9,4\n", "9", "1"), ("ann,film,3\nann,film,4\n", "'film'", "'ann'")],
+)
+def test_duplicate_message_shows_plain_ids(
+    tmp_path: Path, write, content: str, item: str, user: str
+) -> None:
+    """numpy 2 writes repr(np.int64(9)) as 'np.int64(9)': the message must say 9."""
+    path = write(tmp_path / "r.csv", content)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(path), duplicates="error")
+    assert f"duplicate rating of item {item} by user {user};" in str(e.value)
+    assert "np." not in str(e.value)

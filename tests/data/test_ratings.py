@@ -85,3 +85,32 @@ def test_subset_keeps_vocabularies_and_timestamps() -> None:
 def test_has_duplicates() -> None:
     assert not make([0, 0, 1], [0, 1, 0], [1, 1, 1]).has_duplicates()
     assert make([0, 1, 0], [1, 0, 1], [1, 1, 1]).has_duplicates()
+
+
+def test_merge_appends_over_the_same_vocabularies() -> None:
+    a = make([0, 1], [0, 1], [1, 2], timestamp=np.array([7, 8]))
+    b = a.subset(np.array([False, True])).merge(a.subset(np.array([True, False])))
+    assert b.users is a.users and b.items is a.items and b.rating_scale == a.rating_scale
+    assert b.user_idx.tolist() == [1, 0] and b.item_idx.tolist() == [1, 0]
+    assert b.rating.tolist() == [2, 1] and b.timestamp.tolist() == [8, 7]
+    # one side without timestamps: the merged set has none rather than misaligned ones
+    c = make([2], [3], [5])  # equal vocabularies, other objects
+    assert a.merge(c).timestamp is None and a.merge(c).rating.tolist() == [1, 2, 5]
+
+
+def test_merge_refuses_other_vocabularies_or_scales() -> None:
+    a = make([0], [0], [1])
+    with pytest.raises(ValueError, match="vocabularies"):
+        a.merge(make([0], [0], [1], n_items=5))
+    with pytest.raises(ValueError, match="rating scales"):
+        a.merge(make([0], [0], [1], scale=(0.5, 5.0)))
+
+
+def test_validation_messages_show_plain_numbers() -> None:
+    """A tuple of numpy scalars prints as (np.float64(5.0), ...); the message says (5.0, 1.0)."""
+    with pytest.raises(ValueError) as e:
+        make([0], [0], [1], scale=(np.float64(5), np.float64(1)))
+    assert str(e.value) == "rating_scale must be finite with low <= high, got (5.0, 1.0)"
+    with pytest.raises(ValueError) as e:
+        make([0, 7], [0, 0], [1, 1])
+    assert str(e.value) == "user_idx[1] = 7 is outside 0..2"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autorec.data import loaders
-from autorec.data.loaders import load_dataset
+from autorec.data.loaders import blocks, delimited, load_dataset
+from autorec.data.registry import DEFAULT_COLUMNS
 from autorec.errors import DataError
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -21,12 +21,12 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 @contextmanager
 def chunk_bytes(size: int):
-    saved = loaders.CHUNK_BYTES
-    loaders.CHUNK_BYTES = size
+    saved = blocks.CHUNK_BYTES
+    blocks.CHUNK_BYTES = size
     try:
         yield
     finally:
-        loaders.CHUNK_BYTES = saved
+        blocks.CHUNK_BYTES = saved
 
 
 def rows_of(d) -> list[tuple]:
@@ -244,23 +244,23 @@ def test_fast_path_agrees_with_slow_path(data, sep, with_ts, scale, n_rows, n_ju
         rows[r] = rows[r][:-1] if data.draw(st.booleans()) else [*rows[r], "7"]
     joiner = " " if sep is None else sep
     block = ("\n".join(joiner.join(row) for row in rows) + "\n").encode()
-    layout = loaders._Layout(
+    layout = delimited.Layout(
         sep=sep,
         n_fields=k,
         user=0,
         item=1,
         rating=2,
         timestamp=3 if with_ts else None,
-        names=loaders.DEFAULT_COLUMNS,
+        names=DEFAULT_COLUMNS,
     )
-    fast = loaders._fast_delimited(block, layout, scale)
+    fast = delimited.fast_delimited(block, layout, scale)
     if fast is None:
         return  # the slow path decides: always allowed
-    origins = loaders._Origins()
+    origins = blocks.Origins()
     origins.add(0, 0, 1, True)
     try:
-        slow = loaders._slow_delimited(block, origins, ["f"], layout, scale, string_ids=False)
-    except (DataError, loaders._NeedStringIds) as exc:  # pragma: no cover - the bug itself
+        slow = delimited.slow_delimited(block, origins, ["f"], layout, scale, string_ids=False)
+    except (DataError, delimited.NeedStringIds) as exc:  # pragma: no cover - the bug itself
         pytest.fail(f"fast path accepted {block!r}, slow path refused it: {exc!r}")
     for a, b in zip(fast, slow, strict=True):
         if a is None or b is None:

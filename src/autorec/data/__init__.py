@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-from autorec.data.download import ARCHIVES, download_dataset
-from autorec.data.loaders import (
+from autorec.data.download import download_dataset
+from autorec.data.loaders import LoadedDataset, load_dataset, load_file, official_split
+from autorec.data.ratings import IdIndex, Ratings
+from autorec.data.registry import (
     KNOWN_DATASETS,
+    SYNTHETIC_PRESETS,
+    Archive,
     DatasetInfo,
-    LoadedDataset,
+    SyntheticPreset,
     dataset_files,
-    load_dataset,
-    load_file,
-    official_split,
     resolve_data_dir,
 )
-from autorec.data.ratings import IdIndex, Ratings
 from autorec.data.split import Split, holdout_validation, kfold, paper_split, random_split
-from autorec.data.synthetic import SYNTHETIC_PRESETS, low_rank, synthetic_preset, synthetic_ratings
+from autorec.data.synthetic import low_rank, synthetic_preset, synthetic_ratings
 
 __all__ = [
-    "ARCHIVES",
     "KNOWN_DATASETS",
     "SYNTHETIC_PRESETS",
+    "Archive",
     "DatasetInfo",
     "IdIndex",
     "LoadedDataset",
     "Ratings",
     "Split",
+    "SyntheticPreset",
     "dataset_files",
     "download_dataset",
     "holdout_validation",

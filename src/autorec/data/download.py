@@ -1,10 +1,7 @@
 """Download of the official MovieLens archives, verified against pinned SHA-256 digests.
 
-The archives live at ``https://files.grouplens.org/datasets/movielens/`` (Harper & Konstan 2015,
-"The MovieLens Datasets: History and Context", ACM TiiS 5(4)). Their sizes and SHA-256 digests are
-pinned below (source: TensorFlow Datasets' ``url_checksums/movielens.txt`` and GroupLens' ``.md5``
-side files, collected in the project's data notes); a download whose digest differs is refused.
-
+Which archive, from where, of which size and digest: the registry
+(:data:`autorec.data.registry.KNOWN_DATASETS`); a download whose digest differs is refused.
 ``ml-latest.zip`` is rebuilt by GroupLens from time to time and has no stable digest, so it is
 refused unless the caller passes the digest they expect (``sha256=``, ``--sha256``): nothing
 unverified is ever extracted. The Netflix Prize data has no official download; users bring their
@@ -31,63 +28,25 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from autorec import __version__
-from autorec.data.loaders import KNOWN_DATASETS, dataset_files, resolve_data_dir
+from autorec.data.registry import (
+    KNOWN_DATASETS,
+    Archive,
+    dataset_files,
+    downloadable_names,
+    resolve_data_dir,
+)
 from autorec.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 _BLOCK = 1 << 20
 _TIMEOUT_S = 60.0
 
 Progress = Callable[[int, int | None], None]
 """``progress(bytes_received, bytes_total_or_None)``, called after every block."""
-
-
-@dataclass(frozen=True)
-class Archive:
-    """An official archive: file name, pinned size and SHA-256 (None: not pinned)."""
-
-    filename: str
-    size: int | None
-    sha256: str | None
-
-
-ARCHIVES: dict[str, Archive] = {
-    "ml-100k": Archive(
-        "ml-100k.zip", 4_924_029, "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
-    ),
-    "ml-1m": Archive(
-        "ml-1m.zip", 5_917_549, "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"
-    ),
-    "ml-10m": Archive(
-        "ml-10m.zip", 65_566_137, "813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862"
-    ),
-    "ml-20m": Archive(
-        "ml-20m.zip",
-        198_702_078,
-        "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
-    ),
-    "ml-25m": Archive(
-        "ml-25m.zip",
-        261_978_986,
-        "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
-    ),
-    "ml-latest-small": Archive(
-        "ml-latest-small.zip",
-        978_202,
-        "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
-    ),
-    "ml-latest": Archive("ml-latest.zip", None, None),
-}
-
-
-def archive_url(name: str) -> str:
-    return BASE_URL + ARCHIVES[name].filename
 
 
 def download_dataset(
@@ -101,8 +60,8 @@ def download_dataset(
     """Download, verify and extract a named MovieLens set; return its folder.
 
     Args:
-        name: a downloadable name of :data:`~autorec.data.loaders.KNOWN_DATASETS`.
-        data_dir: the data directory (see :func:`~autorec.data.loaders.resolve_data_dir`).
+        name: a downloadable name of :data:`~autorec.data.registry.KNOWN_DATASETS`.
+        data_dir: the data directory (see :func:`~autorec.data.registry.resolve_data_dir`).
         url: full URL of the archive on a mirror; the pinned digest is still checked.
         progress: called with (bytes received, total or None) as the download goes.
         sha256: the expected digest, required for ``ml-latest`` (no pinned digest); for the
@@ -117,15 +76,17 @@ def download_dataset(
     """
     key = name.lower()
     if key not in KNOWN_DATASETS:
-        raise DataError(f"unknown data set {name!r}; downloadable: {', '.join(ARCHIVES)}")
+        raise DataError(
+            f"unknown data set {name!r}; downloadable: {', '.join(downloadable_names())}"
+        )
     info = KNOWN_DATASETS[key]
-    if key not in ARCHIVES:
+    archive = info.archive
+    if archive is None:
         raise DataError(
             f"{key} cannot be downloaded: the Netflix Prize data has no official download any "
             f"more. Put your copy's training_set/mv_*.txt (or combined_data_*.txt) under "
             f"{resolve_data_dir(data_dir) / info.folder}/"
         )
-    archive = ARCHIVES[key]
     expected = _expected_digest(key, archive, sha256)
     root = resolve_data_dir(data_dir)
     target = root / info.folder
@@ -138,7 +99,7 @@ def download_dataset(
             f"download again"
         )
     root.mkdir(parents=True, exist_ok=True)
-    source = url or archive_url(key)
+    source = url or archive.url
     fd, tmp_name = tempfile.mkstemp(prefix=f".{key}-", suffix=".zip.part", dir=root)
     tmp = Path(tmp_name)
     try:

@@ -136,9 +136,8 @@ class Ratings:
         object.__setattr__(self, "rating", np.ascontiguousarray(self.rating, dtype=np.float32))
         low, high = (float(self.rating_scale[0]), float(self.rating_scale[1]))
         if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-            raise ValueError(
-                f"rating_scale must be finite with low <= high, got {self.rating_scale}"
-            )
+            # low, high: Python floats, so numpy scalars do not print as np.float64(5.0)
+            raise ValueError(f"rating_scale must be finite with low <= high, got ({low}, {high})")
         object.__setattr__(self, "rating_scale", (low, high))
         n = len(self.rating)
         for name in ("user_idx", "item_idx"):
@@ -204,6 +203,35 @@ class Ratings:
             items=self.items,
             rating_scale=self.rating_scale,
             timestamp=None if self.timestamp is None else self.timestamp[selector],
+        )
+
+    def merge(self, other: Ratings) -> Ratings:
+        """This set's ratings followed by ``other``'s (e.g. train + validation for the retrain).
+
+        Both must share the vocabularies and the rating scale, so that indices keep their meaning.
+        Timestamps are kept when both sets have them, else dropped.
+
+        Raises:
+            ValueError: different vocabularies or rating scales.
+        """
+        if self.users != other.users or self.items != other.items:
+            raise ValueError("cannot merge ratings with different vocabularies")
+        if self.rating_scale != other.rating_scale:
+            raise ValueError(
+                f"cannot merge ratings with different rating scales {self.rating_scale} and "
+                f"{other.rating_scale}"
+            )
+        timestamp = None
+        if self.timestamp is not None and other.timestamp is not None:
+            timestamp = np.concatenate([self.timestamp, other.timestamp])
+        return Ratings(
+            user_idx=np.concatenate([self.user_idx, other.user_idx]),
+            item_idx=np.concatenate([self.item_idx, other.item_idx]),
+            rating=np.concatenate([self.rating, other.rating]),
+            users=self.users,
+            items=self.items,
+            rating_scale=self.rating_scale,
+            timestamp=timestamp,
         )
 
     def user_counts(self) -> np.ndarray:

@@ -30,54 +30,19 @@ from typing import Literal, overload
 import numpy as np
 
 from autorec.data.ratings import IdIndex, Ratings
+from autorec.data.registry import SYNTHETIC_PRESETS
 from autorec.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class SyntheticPreset:
-    """Sizes (and scale) of a named synthetic data set that mimics a real one."""
-
-    n_users: int
-    n_items: int
-    n_ratings: int
-    rating_scale: tuple[float, float] = (1.0, 5.0)
-    rating_step: float = 1.0
-    min_per_user: int = 1
-    description: str = ""
-
-
-SYNTHETIC_PRESETS: dict[str, SyntheticPreset] = {
-    "tiny": SyntheticPreset(
-        200, 150, 6_000, min_per_user=5, description="200 x 150, 6,000 ratings: for smoke tests"
-    ),
-    "ml-100k": SyntheticPreset(
-        943, 1_682, 100_000, min_per_user=20, description="the sizes of MovieLens 100K"
-    ),
-    "ml-1m": SyntheticPreset(
-        6_040, 3_706, 1_000_209, min_per_user=20, description="the sizes of MovieLens 1M"
-    ),
-    "ml-10m": SyntheticPreset(
-        69_878,
-        10_677,
-        10_000_054,
-        rating_scale=(0.5, 5.0),
-        rating_step=0.5,
-        min_per_user=20,
-        description="the sizes of MovieLens 10M, half stars",
-    ),
-    "netflix": SyntheticPreset(
-        480_189, 17_770, 100_480_507, description="the sizes of the Netflix Prize training set"
-    ),
-}
 
 #: Keys (ratings) handled at once by the light-user sampler and the rating computation.
 _CHUNK = 1 << 22
 
 
 def synthetic_preset(name: str, *, seed: int = 0, rank: int = 10) -> Ratings:
-    """The synthetic set of preset ``name`` (see :data:`SYNTHETIC_PRESETS`)."""
+    """The synthetic set of preset ``name`` (see :data:`~autorec.data.registry.SYNTHETIC_PRESETS`:
+    sizes, scale and step of the set it mimics)."""
     try:
         p = SYNTHETIC_PRESETS[name.lower()]
     except KeyError:
