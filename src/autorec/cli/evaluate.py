@@ -22,7 +22,7 @@ from autorec.cli.outputs import (
     summary_json,
     write_json,
 )
-from autorec.cli.progress import expect_epochs
+from autorec.cli.progress import end_phase, expect_epochs
 from autorec.cli.train import checked_split
 from autorec.errors import ConfigError
 
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             open_above=() if args.lambdas is not None else None,
         )
         runs.append(result.record)
+        end_phase()
         if not is_main_process():
             continue
         print(

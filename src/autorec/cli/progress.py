@@ -60,8 +60,9 @@ class ProgressReporter:
                 file=self.stream,
                 dynamic_ncols=True,
                 leave=True,
-                bar_format="{desc}: {n_fmt}/{total_fmt} epochs |{bar}| {postfix} "
-                "[{elapsed}<{remaining}]",
+                # tqdm puts ", " before a postfix: "[00:12<01:40, best val 0.8512]".
+                bar_format="{desc}: {n_fmt}/{total_fmt} epochs |{bar}| [{elapsed}<{remaining}"
+                "{postfix}]",
             )
 
     def update(
@@ -159,8 +160,17 @@ class EpochLogBridge(logging.Handler):
         super().close()
 
 
+def _bridges() -> list[EpochLogBridge]:
+    return [h for h in logging.getLogger("autorec").handlers if isinstance(h, EpochLogBridge)]
+
+
 def expect_epochs(max_epochs: int | None) -> None:
     """Tell the CLI's bridge (if progress is shown) the configured upper bound of a fit."""
-    for handler in logging.getLogger("autorec").handlers:
-        if isinstance(handler, EpochLogBridge):
-            handler.max_epochs = max_epochs
+    for bridge in _bridges():
+        bridge.max_epochs = max_epochs
+
+
+def end_phase() -> None:
+    """Close an open bar, so that results printed next do not share its line."""
+    for bridge in _bridges():
+        bridge.reporter.close()

@@ -23,7 +23,7 @@ from autorec.cli.outputs import (
     summary_json,
     write_json,
 )
-from autorec.cli.progress import expect_epochs
+from autorec.cli.progress import end_phase, expect_epochs
 from autorec.errors import ConfigError
 
 EXAMPLES = """\
@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         model, record = result.model, result.record
         record["hyperparameters"] = {**overrides, **record["hyperparameters"]}
         seconds = record["train_seconds"]
+    end_phase()
     if not is_main_process():
         return 0
     model.save(out_dir)
