@@ -66,7 +66,8 @@ def test_stats_and_evaluate_json_checked_before_loading(tmp_path: Path, capsys, 
         ["reproduce", "--dataset", "ml-1m", "--out", str(Path(__file__))],
     ):
         assert main(argv) == 2, argv
-        assert "folder" in one_error_line(capsys.readouterr().err)
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{argv[-2]} {argv[-1]}: is a" in line
 
 
 def test_an_existing_model_folder_needs_overwrite(ratings_file, tmp_path: Path, capsys) -> None:
