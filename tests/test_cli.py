@@ -166,13 +166,7 @@ def test_evaluate_runs_the_protocol_and_writes_json(ratings_file, tmp_path, caps
 )
 def test_bad_arguments_are_one_line_errors(argv, needle, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AUTOREC_DATA_DIR", str(tmp_path))
-    with (
-        pytest.raises(SystemExit)
-        if argv[2] == "nope" or "--hidden" in argv or "--epochs" in argv
-        else _no_exit()
-    ):
-        rc = main(argv)
-        assert rc == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err
     assert "Traceback" not in err
@@ -188,17 +182,9 @@ def test_model_option_that_the_model_lacks_is_an_error(ratings_file, capsys) -> 
 def test_set_rejects_unknown_keys_and_bad_types(ratings_file, capsys) -> None:
     base = ["train", *_data_args(ratings_file), "--model", "i-autorec", "--quiet"]
     assert main([*base, "--set", "nonsense=1"]) == 2
-    assert "no option 'nonsense'" in capsys.readouterr().err
+    assert "has no option nonsense" in capsys.readouterr().err
     assert main([*base, "--set", "patience=abc"]) == 2
     assert "patience" in capsys.readouterr().err
-
-
-class _no_exit:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_recommend_for_a_new_user_folds_in_ratings(ratings_file, tmp_path, capsys) -> None:
