@@ -75,9 +75,11 @@ def binary_matrix(n_users: int, n_items: int, user_idx, item_idx) -> sp.csr_matr
     return x
 
 
-def ease_weights(x: sp.spmatrix, lam: float) -> np.ndarray:
-    """EASE's B (n_items, n_items) float64 for the binary matrix ``x`` (Steck 2019, Eq. 8)."""
-    gram = (x.T @ x).toarray().astype(np.float64)  # (n_items, n_items) co-occurrence counts
+def ease_weights(x: sp.spmatrix | np.ndarray, lam: float) -> np.ndarray:
+    """EASE's B (n_items, n_items) float64 for the (n_users, n_items) binary matrix ``x``
+    (Steck 2019, Eq. 8)."""
+    x = sp.csr_matrix(x, dtype=np.float64)
+    gram = (x.T @ x).toarray()  # (n_items, n_items) co-occurrence counts
     gram[np.diag_indices_from(gram)] += lam
     p = np.linalg.inv(gram)
     del gram
