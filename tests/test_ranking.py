@@ -239,6 +239,26 @@ def test_unknown_pairs_get_the_unclipped_fallback() -> None:
     np.testing.assert_array_equal(score_block(model, np.array([1, 0])), [[0.5, 2, 3], [9, -4, 3]])
 
 
+class BlockScores(FixedScores):
+    """FixedScores that can also score whole rows at once (the ``_score_block`` route)."""
+
+    def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
+        self.block_calls += 1
+        return self.matrix[user_idx]
+
+
+def test_dense_block_route_gives_the_pairwise_numbers() -> None:
+    # Same model both ways: the dense route must give the pair route's scores, the fallback
+    # (3 for item 2, which has no training rating) included.
+    train = ratings(2, 3, [(0, 0, 5), (1, 1, 1)])
+    matrix = np.array([[9.0, -4.0, 100.0], [0.5, 2.0, 100.0]])
+    dense = BlockScores(matrix).fit(train)
+    dense.block_calls = 0
+    expected = score_block(FixedScores(matrix).fit(train), np.array([1, 0]))
+    np.testing.assert_array_equal(score_block(dense, np.array([1, 0])), expected)
+    assert dense.block_calls == 1
+
+
 def test_short_candidate_lists_are_padded() -> None:
     train = ratings(1, 4, [(0, 0, 3), (0, 2, 3), (0, 3, 3)])
     model = FixedScores(np.zeros((1, 4))).fit(train)

@@ -205,15 +205,31 @@ def rank_scores(model: Any, user_idx: np.ndarray, item_idx: np.ndarray) -> np.nd
 def score_block(model: Any, user_idx_block: np.ndarray) -> np.ndarray:
     """(n_block, n_items) float64 raw ranking scores of every item for each user of the block.
 
+    Three routes, the same numbers: ``model._rank_score`` on every pair when the model has one;
+    else ``model._score_block(user_idx)`` when the model can score whole rows at once (a dense
+    matrix product instead of 22 M gathered dot products for I-AutoRec on ML-1M), its values at
+    unknown pairs replaced by the fallback; else :func:`rank_scores` on every pair.
+
     Raises:
         ValueError: a non-finite score, naming the model, user and item index.
     """
     users = np.asarray(user_idx_block, dtype=np.int64).reshape(-1)
     n_items = int(model.n_items)
-    pair_users = np.repeat(users, n_items)  # (n_block * n_items,)
-    pair_items = np.tile(np.arange(n_items, dtype=np.int64), len(users))  # (n_block * n_items,)
-    scores = rank_scores(model, pair_users, pair_items).reshape(len(users), n_items)
-    del pair_users, pair_items
+    dense = getattr(model, "_score_block", None)
+    if getattr(model, "_rank_score", None) is None and dense is not None:
+        # Broadcast views: the (user, item) grid without materialising index arrays.
+        grid_users = np.broadcast_to(users[:, None], (len(users), n_items))
+        grid_items = np.broadcast_to(np.arange(n_items, dtype=np.int64), (len(users), n_items))
+        scores = np.asarray(dense(users), dtype=np.float64)  # (n_block, n_items)
+        unknown = ~model.known_mask(grid_users, grid_items)
+        if unknown.any():
+            fallback = np.asarray(model._fallback_scores(grid_users, grid_items), np.float64)
+            scores[unknown] = fallback[unknown]
+    else:
+        pair_users = np.repeat(users, n_items)  # (n_block * n_items,)
+        pair_items = np.tile(np.arange(n_items, dtype=np.int64), len(users))
+        scores = rank_scores(model, pair_users, pair_items).reshape(len(users), n_items)
+        del pair_users, pair_items
     bad = np.flatnonzero(~np.isfinite(scores.reshape(-1)))
     if len(bad):
         row, col = divmod(int(bad[0]), n_items)
