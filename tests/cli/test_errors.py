@@ -90,6 +90,20 @@ def test_an_existing_model_folder_needs_overwrite(ratings_file, tmp_path: Path, 
     assert "holds no saved model" in capsys.readouterr().err
 
 
+def test_the_default_model_folder_is_replaced_and_says_so(
+    ratings_file, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # Re-running the README's main job must work: its default folder is the command's own.
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--dataset", str(ratings_file), "--model", "bias", "-q", "--no-test"]
+    assert main(argv) == 0
+    assert "replaced" not in capsys.readouterr().out
+    assert main([*argv, "--set", "reg_user=1"]) == 0
+    assert "replaced" in capsys.readouterr().out
+    (saved,) = (tmp_path / "runs").iterdir()
+    assert json.loads((saved / "model.json").read_text())["config"]["reg_user"] == 1.0
+
+
 # -- 5: internal errors, Ctrl-C and SIGTERM --------------------------------------------------------
 def test_internal_error_is_one_line_with_a_log_file(monkeypatch, capsys, log_dir: Path) -> None:
     def broken(*args: object, **kwargs: object) -> None:

@@ -53,7 +53,9 @@ def register(subparsers: Any) -> None:
         "--output", metavar="DIR", help="model folder (default runs/<dataset>-<model>-<seed>/)"
     )
     g.add_argument(
-        "--overwrite", action="store_true", help="replace a model already saved in that folder"
+        "--overwrite",
+        action="store_true",
+        help="replace a model saved in the --output folder (the default folder is always replaced)",
     )
     g.add_argument("--json", metavar="FILE", help="also write the run's results as JSON (below)")
     g.add_argument("--no-test", action="store_true", help="train on all ratings, no evaluation")
@@ -90,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be refused is refused before the data is loaded.
     overrides = model_overrides(args)
     out_dir = Path(args.output or f"runs/{dataset_stem(args.dataset)}-{args.model}-{args.seed}")
-    replacing = check_model_dir(out_dir, "--output", args.overwrite)
+    # The default folder belongs to this command (re-running the main job replaces its model and
+    # says so); a folder the user named is replaced only with --overwrite.
+    replacing = check_model_dir(out_dir, "--output", args.overwrite or args.output is None)
     check_output_file(args.json, "--json")
     expect_epochs(getattr(make_model(args.model, **overrides).config, "n_epochs", None))
 
