@@ -1,0 +1,116 @@
+"""Cells, the unit of work: one model setting on one seed. ``Plan`` lists the cells of a run;
+``cell_overrides`` and ``cell_grid`` say how a cell runs today, ``stale_reason`` whether a stored
+cell still matches that."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from autorec.models import get_model_class, make_model
+from autorec.protocol import needs_extension
+from autorec.reproduce.experiments import QUICK_EPOCHS, TABLES, Row, rows
+
+
+def _canonical(model: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``overrides`` that differ from the model's defaults (so that identical
+    settings written differently share one cell)."""
+    default = make_model(model).config.to_dict()
+    chosen = make_model(model, **overrides).config.to_dict()
+    return {k: chosen[k] for k in sorted(chosen) if chosen[k] != default[k]}
+
+
+def setting_id(model: str, overrides: dict[str, Any]) -> str:
+    """A file-name-safe name of a model setting, e.g. ``i-autorec+hidden=500-250-500``."""
+    parts = [model]
+    for key, value in _canonical(model, overrides).items():
+        text = "-".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        parts.append(f"{key}={text}")
+    return "+".join(parts)
+
+
+@dataclass(frozen=True)
+class Cell:
+    setting: str
+    model: str
+    overrides: tuple[tuple[str, Any], ...]
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.setting}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reproduce run covers: the data set name, tables, seeds and the quick switch."""
+
+    dataset: str
+    tables: tuple[str, ...] = TABLES
+    runs: int = 5
+    quick: bool = False
+    models: tuple[str, ...] | None = None  # only the rows of these registered models
+
+    def rows(self) -> dict[str, list[Row]]:
+        out = {t: rows(t, self.quick) for t in self.tables}
+        if self.models is not None:
+            out = {t: [r for r in rs if r.model in self.models] for t, rs in out.items()}
+        return out
+
+    def cells(self) -> list[Cell]:
+        seen: dict[str, Cell] = {}
+        for table_rows in self.rows().values():
+            for row in table_rows:
+                sid = setting_id(row.model, row.overrides)
+                for seed in range(self.runs):
+                    cell = Cell(sid, row.model, row.settings, seed)
+                    seen.setdefault(cell.key, cell)
+        return list(seen.values())
+
+
+def _is_iterative(config_class: type) -> bool:
+    """Whether a model trains for a number of epochs (which ``--quick`` caps)."""
+    # lead: switch to models.training.is_iterative
+    return "n_epochs" in config_class.__dataclass_fields__
+
+
+def cell_overrides(cell: Cell, quick: bool) -> dict[str, Any]:
+    """Config fields for a cell: the row's settings, the seed and, with ``quick``, fewer epochs."""
+    overrides = {**dict(cell.overrides), "seed": cell.seed}
+    if quick and _is_iterative(get_model_class(cell.model).config_class):
+        default_epochs = make_model(cell.model).config.n_epochs  # type: ignore[attr-defined]
+        overrides["n_epochs"] = min(default_epochs, QUICK_EPOCHS)
+    return overrides
+
+
+def cell_grid(cell: Cell, quick: bool) -> dict[str, tuple[Any, ...]]:
+    """The validation grid of a cell: the model's tuning grid less the fields the row fixes.
+    ``quick`` tunes nothing (every hyperparameter at its default)."""
+    if quick:
+        return {}
+    fixed = dict(cell.overrides)
+    grid = get_model_class(cell.model).tuning_grid
+    return {k: v for k, v in grid.items() if k not in fixed}
+
+
+def stale_reason(cell: Cell, payload: dict[str, Any], quick: bool) -> str | None:
+    """Why a stored cell no longer matches what the protocol would run today, or None.
+
+    A cell is reused only if its validation search covered every value of the cell's current
+    grid and, for a key the model declares open above, did not stop at its largest value while
+    the protocol would now try larger ones. Finished results thus never hide a change of grid.
+    """
+    grid = cell_grid(cell, quick)
+    record = payload.get("record") or {}
+    candidates = record.get("candidates") or []
+    for key, values in grid.items():
+        missing = [v for v in values if v not in {c.get(key) for c in candidates}]
+        if missing:
+            return f"its search lacked {key} = {', '.join(map(str, missing))}"
+    chosen = record.get("hyperparameters") or {}
+    for key in get_model_class(cell.model).open_above:
+        if len(grid.get(key, ())) < 2 or key not in chosen:
+            continue
+        if needs_extension(chosen[key], [c[key] for c in candidates], grid[key]):
+            return f"validation chose its largest {key}, {chosen[key]:g}; larger ones are now tried"
+    return None
