@@ -51,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -72,6 +71,7 @@ from autorec.models.sparse import (
     spmm,
     tile_shape,
 )
+from autorec.models.training import EpochScores, IterativeConfig, TrainingSteps, run_epochs
 from autorec.optim import LeanRprop
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,8 @@ _BOUNDED = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 PAPER_LAMBDA_GRID = (0.001, 0.01, 0.1, 1.0, 100.0, 1000.0)
 # The grid `autorec evaluate` searches by default: the paper's plus 10 and 300. With the loss as
 # the paper writes it (a sum over ratings), the validation optimum on ML-1M lies between 100 and
-# 1000 (val RMSE seed 0: 100 -> 0.842, 200 -> 0.839, 300 -> 0.837, 500 -> 0.842,
-# 1000 -> 0.857), so the paper's grid alone cannot reach it. `--lambdas` restores the paper's.
+# 1000 (docs/experiments.md), so the paper's grid alone cannot reach it. `--lambdas` restores the
+# paper's.
 # lambda is open above (AutoRec.open_above): the protocol extends the grid past 1000 while
 # validation picks its top, which a linear hidden layer (g = identity) does.
 DEFAULT_LAMBDA_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 300.0, 1000.0)
@@ -100,7 +100,7 @@ DEFAULT_LR = {"rprop": 0.002, "lbfgs": 1.0, "adam": 1e-3}
 
 
 @dataclass(frozen=True)
-class AutoRecConfig(BaseConfig):
+class AutoRecConfig(IterativeConfig):
     """AutoRec hyperparameters; defaults are the paper's best I-AutoRec (Sedhain et al. 2015)."""
 
     variant: Literal["item", "user"] = "item"  # I-AutoRec beats U-AutoRec in the paper (Table 1a)
@@ -108,16 +108,16 @@ class AutoRecConfig(BaseConfig):
     f: str = "identity"  # output activation; identity/sigmoid is the best pair (Table 1b)
     g: str = "sigmoid"  # hidden activation
     # Weight decay lambda; `autorec evaluate` tunes it on validation (DEFAULT_LAMBDA_GRID).
-    # 300 is the value validation picks on ML-1M.
+    # 300 is the value validation picks on ML-1M (docs/experiments.md).
     lam: float = 300.0
     optimizer: Literal["rprop", "lbfgs", "adam"] = "rprop"  # "resilient propagation" (Sec. 3)
-    # Upper bound; early stopping on validation usually ends sooner. Only lambda = 1000 on ML-1M
-    # reaches it, still creeping down (val RMSE 0.8580 at 500, 0.8571 at 1000: never selected).
+    # Upper bound; early stopping on validation usually ends sooner.
     n_epochs: int = 500
     patience: int = 30  # epochs without validation improvement before stopping
     min_epochs: int = 0  # never stop before this many epochs
-    # None: the optimiser's default, DEFAULT_LR (Rprop's initial step was chosen on the
-    # validation RMSE of ML-1M seeds 0 and 1 among 0.0005, 0.002 and 0.01).
+    min_delta: float = 1e-6  # smaller validation gains are float noise, not improvements
+    # None: the optimiser's default, DEFAULT_LR (Rprop's initial step was chosen on ML-1M
+    # validation: docs/experiments.md).
     lr: float | None = None
     batch_size: int = 256  # rows per minibatch (adam only; rprop and lbfgs are full-batch)
     input_dropout: float = 0.0  # denoising: drop observed inputs with this probability (0: paper)
@@ -143,11 +143,6 @@ class AutoRecConfig(BaseConfig):
             raise ConfigError(f"lam must be a finite number >= 0, got {self.lam}")
         if self.optimizer not in ("rprop", "lbfgs", "adam"):
             raise ConfigError(f"optimizer must be rprop, lbfgs or adam, got {self.optimizer!r}")
-        if self.n_epochs < 1 or self.patience < 1 or self.min_epochs < 0:
-            raise ConfigError(
-                f"n_epochs and patience must be >= 1 and min_epochs >= 0, got "
-                f"{self.n_epochs}, {self.patience}, {self.min_epochs}"
-            )
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.batch_size < 1:
@@ -321,7 +316,7 @@ class AutoRec(Recommender):
     config_class: ClassVar[type[BaseConfig]] = AutoRecConfig
     tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"lam": DEFAULT_LAMBDA_GRID}
     # The paper's grid stops at 1000, but with a linear hidden layer (g = identity) validation
-    # keeps improving beyond it on ML-1M (seed 0: 1000 -> 0.881, 3000 -> 0.856).
+    # keeps improving beyond it on ML-1M (docs/experiments.md).
     open_above: ClassVar[tuple[str, ...]] = ("lam",)
     config: AutoRecConfig
 
@@ -431,40 +426,48 @@ class AutoRec(Recommender):
         else:
             opt = torch.optim.Adam(params, lr=lr)
 
-        best_val, best_state, best_epoch, stale = math.inf, None, 0, 0
-        for epoch in range(1, cfg.n_epochs + 1):
-            started = time.perf_counter()
+        def run_epoch(epoch: int) -> EpochScores:
             if cfg.optimizer == "adam":
                 train_sse = self._minibatch_epoch(fit_x, opt, generator, n_rows)
             else:
                 train_sse = self._full_batch_step(fit_x, opt, generator)
             train_rmse = math.sqrt(self._sum_across_ranks(train_sse) / n_train_ratings)
-            val_rmse = math.nan
-            if fit_val is not None:
-                val_rmse = self._rmse_at(fit_x, fit_val)
-            seconds = time.perf_counter() - started
-            self.history.record(log, epoch, train_rmse, val_rmse, seconds)
-            if val_x is None:
-                best_epoch = epoch
-                continue
-            if val_rmse < best_val - 1e-6:
-                best_val, best_epoch, stale = val_rmse, epoch, 0
-                # Copy into one kept buffer rather than allocating a new copy per improvement.
-                if best_state is None:
-                    best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-                else:
-                    for key, value in self.net.state_dict().items():
-                        best_state[key].copy_(value)
-            else:
-                stale += 1
-                if stale >= cfg.patience and epoch >= cfg.min_epochs:
-                    break
+            val_rmse = self._rmse_at(fit_x, fit_val) if fit_val is not None else None
+            return EpochScores(train_rmse, val_rmse)
+
+        def snapshot(into: dict[str, Any] | None) -> dict[str, Any]:
+            # Copy into one kept buffer rather than allocating a new copy per improvement.
+            if into is None:
+                return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            for key, value in self.net.state_dict().items():
+                into[key].copy_(value)
+            return into
+
+        def state() -> dict[str, Any]:
+            return {"net": self.net.state_dict(), "optimizer": opt.state_dict()}
+
+        def load_state(saved: dict[str, Any]) -> None:
+            self.net.load_state_dict(saved["net"])
+            opt.load_state_dict(saved["optimizer"])
+
+        run_epochs(
+            self,
+            TrainingSteps(
+                run_epoch,
+                snapshot,
+                self.net.load_state_dict,
+                state,
+                load_state,
+                rank_state=lambda: {"generator": generator.get_state()},
+                load_rank_state=lambda saved: generator.set_state(saved["generator"]),
+                divergence_hint="try a smaller lr or a larger lambda",
+            ),
+            train,
+            val,
+        )
         for param in params:
             param.grad = None  # the gradients are as large as the weights: free them now
-        del opt
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.history.best_epoch = best_epoch
+        opt.state.clear()  # RProp's step sizes are as large as the weights too
         self._codes = None
         self._train_pattern = None
 
