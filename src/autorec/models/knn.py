@@ -195,9 +195,7 @@ class ItemKNN(Recommender):
     name: ClassVar[str] = "item-knn"
     config_class: ClassVar[type[BaseConfig]] = ItemKNNConfig
     tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
-        # ML-1M validation RMSE (seed 0). Shrinkage 100: k = 10 / 20 / 30 / 40 / 80 -> 0.8625 /
-        # 0.8558 / 0.8563 / 0.8576 / 0.8618. k = 20: shrinkage 200 / 400 -> 0.8548 / 0.8549.
-        # k = 40: shrinkage 50 / 100 / 200 -> 0.8596 / 0.8576 / 0.8566.
+        # Around the ML-1M validation optimum (docs/experiments.md, item-kNN).
         "k": (20, 30, 40),
         "shrinkage": (100.0, 200.0),
     }

@@ -51,10 +51,8 @@ the denominator is 0. Training stops when the validation RMSE of this combined p
 not improved for ``patience`` epochs, keeping the best epoch's factors; the training RMSE of the
 history is measured on a fixed sample of 30,000 training ratings.
 
-**What validation says** (paper protocol, seed 0). Random restarts alone do much of the work: on
-ML-1M with q = 20, a flat kernel (20 differently initialised global models, averaged) reaches
-validation RMSE 0.8402, h = 1.0 0.8403, the paper's h = 0.8 0.8430, h = 0.6 0.8536. The tuning
-grid keeps h in {0.8, 1.0}; validation picks 1.0 on ML-100k and ML-1M.
+**What validation says** about the bandwidth, the regularisation and the embedding rank is in
+``docs/experiments.md`` (LLORMA).
 
 References:
     J. Lee, S. Kim, G. Lebanon, Y. Singer. Local Low-Rank Matrix Approximation. ICML 2013.
