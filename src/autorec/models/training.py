@@ -352,12 +352,11 @@ def _fingerprint(model: Recommender, train: Ratings, val: Ratings | None) -> str
 
 def _flatten(obj: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
     """JSON skeleton of a nested state; its tensors and arrays go into ``arrays``."""
-    if isinstance(obj, torch.Tensor):
-        arrays[key] = np.ascontiguousarray(obj.detach().cpu().numpy())
-        return {"tensor": key, "torch": True}
-    if isinstance(obj, np.ndarray):
-        arrays[key] = np.ascontiguousarray(obj)
-        return {"tensor": key, "torch": False}
+    if isinstance(obj, torch.Tensor | np.ndarray):
+        arr = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
+        # np.ascontiguousarray would turn a 0-d array (L-BFGS's scalars) into shape (1,).
+        arrays[key] = arr if arr.flags.c_contiguous else arr.copy(order="C")
+        return {"tensor": key, "torch": isinstance(obj, torch.Tensor)}
     if isinstance(obj, dict):
         # Keys may be ints (an optimiser's state is keyed by parameter number).
         return {"dict": [[k, _flatten(v, f"{key}.{k}", arrays)] for k, v in obj.items()]}
