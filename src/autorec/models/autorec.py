@@ -154,6 +154,50 @@ class AutoRecConfig(IterativeConfig):
         if self.engine not in ("auto", "sparse", "dense"):
             raise ConfigError(f"engine must be auto, sparse or dense, got {self.engine!r}")
 
+    def memory_estimate(self, n_rows: int, n_cols: int, n_ratings: int) -> dict[str, int]:
+        """Bytes a fit of this config needs on an ``n_rows x n_cols`` training matrix with
+        ``n_ratings`` entries, by part (an estimate from the shapes, float32 throughout).
+
+        With P parameters: weights 4P, gradients 4P, optimiser state (RProp: float step sizes
+        and int8 signs, 5P; Adam: two moments, 8P; L-BFGS: 20 pairs of flat vectors plus a few
+        work vectors, 172P); activations: the hidden codes of the rows of one step (all rows
+        for the full-batch optimisers, ``batch_size`` for Adam), kept for the backward pass
+        with their pre-activations (8 bytes per unit), plus a few float buffers per training
+        rating; the training matrix: row, column and value of every rating in two layouts.
+        """
+        widths = (*self.hidden, n_cols)
+        n_params = n_cols * self.hidden[0] + self.hidden[0]  # V, mu
+        n_params += sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        optimiser = {"rprop": 5, "adam": 8, "lbfgs": 172}[self.optimizer]
+        step_rows = n_rows if self.optimizer != "adam" else min(n_rows, self.batch_size)
+        step_ratings = n_ratings if self.optimizer != "adam" else n_ratings * step_rows // n_rows
+        return {
+            "weights": 4 * n_params,
+            "gradients": 4 * n_params,
+            "optimiser state": optimiser * n_params,
+            "activations": 8 * step_rows * sum(self.hidden) + 32 * step_ratings,
+            "training matrix": 40 * n_ratings,
+        }
+
+
+def available_memory(device: torch.device, meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes free for a new allocation on ``device``: ``MemAvailable`` of ``meminfo`` on the CPU,
+    the free device memory on CUDA; None when it cannot be read (the check is then skipped)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open(meminfo) as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file counts kB
+    except (OSError, ValueError, RuntimeError, IndexError):
+        return None
+    return None
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
 
 def resolve_device(name: str) -> torch.device:
     from autorec.distributed import local_device
@@ -367,6 +411,20 @@ class AutoRec(Recommender):
         )
 
     # -- training ------------------------------------------------------------------------------
+    def _check_memory(self, n_rows: int, n_cols: int, n_ratings: int, device: torch.device) -> None:
+        """Refuse, before allocating, a configuration that cannot fit in the free memory."""
+        parts = self.config.memory_estimate(n_rows, n_cols, n_ratings)
+        needed = sum(parts.values())
+        free = available_memory(device)
+        if free is None or needed <= free:
+            return
+        detail = ", ".join(f"{name} {_gib(n)}" for name, n in parts.items())
+        raise ConfigError(
+            f"{self.model_name} with hidden={list(self.config.hidden)} on a {n_rows:,} x "
+            f"{n_cols:,} training matrix needs about {_gib(needed)} ({detail}) but only "
+            f"{_gib(free)} is available on {device}; use fewer hidden units"
+        )
+
     def _fit(self, train: Ratings, val: Ratings | None) -> None:
         cfg = self.config
         device = resolve_device(cfg.device)
@@ -377,6 +435,7 @@ class AutoRec(Recommender):
             torch.backends.cudnn.allow_tf32 = tf32
         generator = torch.Generator().manual_seed(cfg.seed)
         n_rows, n_cols = self._shape()
+        self._check_memory(n_rows, n_cols, train.n_ratings, device)
         self.net = AutoRecNet(n_cols, cfg.hidden, cfg.f, cfg.g, train.rating_scale, generator)
         with torch.no_grad():
             # Start the output bias at the mean rating, so the first epochs fit structure
