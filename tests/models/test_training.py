@@ -184,7 +184,11 @@ def test_resume_after_a_crash_is_bit_identical(name, extra, low_rank_split, tmp_
     with pytest.raises(_Stop):
         _fast(name, **settings).fit(train, val, progress=_interrupt_at(crash_at), checkpoint=ckpt)
     assert ckpt.path.is_file()
-    resumed = _fast(name, **settings).fit(train, val, checkpoint=ckpt, resume=True)
+    epochs = []
+    resumed = _fast(name, **settings).fit(
+        train, val, checkpoint=ckpt, resume=True, progress=lambda p: epochs.append(p.epoch)
+    )
+    assert epochs[0] == crash_at  # it resumed after the last checkpoint, not from scratch
     _assert_same_fit(reference, resumed, low_rank_split)
     assert not ckpt.path.exists()  # a finished fit removes its checkpoint
 
@@ -206,7 +210,11 @@ def test_sigint_writes_a_checkpoint_and_raises_training_interrupted(
         _fast("i-autorec", **settings).fit(train, val, progress=send_sigint, checkpoint=ckpt)
     assert info.value.checkpoint == ckpt.path and info.value.epoch == 4
     assert "SIGINT after epoch 4" in str(info.value)
-    resumed = _fast("i-autorec", **settings).fit(train, val, checkpoint=ckpt, resume=True)
+    epochs = []
+    resumed = _fast("i-autorec", **settings).fit(
+        train, val, checkpoint=ckpt, resume=True, progress=lambda p: epochs.append(p.epoch)
+    )
+    assert epochs[0] == 5
     _assert_same_fit(reference, resumed, low_rank_split)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
@@ -266,9 +274,15 @@ def test_sigkill_at_a_random_epoch_then_resume(tmp_path) -> None:
     meta_epoch = _checkpoint_epoch(tmp_path / CHECKPOINT_NAME)
     assert meta_epoch == 2 * ((kill_at - 1) // 2)  # the last even epoch before the kill
     reference = make_model("i-autorec", **settings).fit(split.train, split.val)
+    epochs = []
     resumed = make_model("i-autorec", **settings).fit(
-        split.train, split.val, checkpoint=Checkpointer(tmp_path), resume=True
+        split.train,
+        split.val,
+        checkpoint=Checkpointer(tmp_path),
+        resume=True,
+        progress=lambda p: epochs.append(p.epoch),
     )
+    assert epochs[0] == meta_epoch + 1
     _assert_same_fit(reference, resumed, split)
 
 
@@ -285,3 +299,66 @@ def test_damaged_checkpoint_is_one_line(tmp_path, low_rank_split) -> None:
         _fast("biased-mf").fit(
             low_rank_split.train, low_rank_split.val, checkpoint=Checkpointer(tmp_path), resume=True
         )
+
+
+def _flat_weights(model) -> np.ndarray:
+    """The kept weights, then every epoch's training and validation RMSE (the kept weights are
+    the best epoch's, which may come before the interruption; the curves cover every epoch)."""
+    weights = torch.cat([p.detach().reshape(-1) for p in model.net.parameters()]).double()
+    curves = torch.tensor(model.history.train_rmse + model.history.val_rmse, dtype=torch.float64)
+    return torch.cat([weights, curves]).numpy()
+
+
+def _distributed_worker(rank: int, world: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from autorec.data import paper_split
+    from autorec.distributed import teardown
+
+    from ..conftest import low_rank_ratings
+
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=world
+    )
+    try:
+        split = paper_split(low_rank_ratings(), seed=0)
+        # Adam with input dropout: each rank's generator draws for its own rows, so the ranks'
+        # generator states differ and each must get its own back.
+        settings = {**FAST["i-autorec"], "optimizer": "adam", "lr": 0.01, "batch_size": 16}
+        settings.update(input_dropout=0.2, n_epochs=8, patience=20)
+        straight = make_model("i-autorec", **settings).fit(split.train, split.val)
+        ckpt = Checkpointer(Path(out) / "ckpt", every_epochs=1)
+        try:
+            make_model("i-autorec", **settings).fit(
+                split.train, split.val, progress=_interrupt_at(5), checkpoint=ckpt
+            )
+        except _Stop:
+            pass
+        epochs: list[int] = []
+        resumed = make_model("i-autorec", **settings).fit(
+            split.train,
+            split.val,
+            checkpoint=ckpt,
+            resume=True,
+            progress=lambda p: epochs.append(p.epoch),
+        )
+        assert epochs[0] == 5, epochs  # resumed after the checkpoint of epoch 4
+        np.save(f"{out}/straight{rank}.npy", _flat_weights(straight))
+        np.save(f"{out}/resumed{rank}.npy", _flat_weights(resumed))
+    finally:
+        teardown()
+
+
+def test_distributed_rank0_writes_every_rank_resumes(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.start_processes(
+        _distributed_worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="spawn"
+    )
+    for rank in (0, 1):
+        np.testing.assert_array_equal(
+            np.load(tmp_path / f"resumed{rank}.npy"), np.load(tmp_path / f"straight{rank}.npy")
+        )
+    assert not (tmp_path / "ckpt" / CHECKPOINT_NAME).exists()

@@ -282,8 +282,9 @@ def run_epochs(
                 )
             if stop:
                 break
-            signum = _any_rank(interrupted())
-            if ckpt is not None and (signum or ckpt.due(epoch, time.monotonic() - last_saved)):
+            due = ckpt is not None and ckpt.due(epoch, time.monotonic() - last_saved)
+            signum, due = _agree(interrupted(), due)
+            if ckpt is not None and (signum or due):
                 _save(model, steps, stopper, best, epoch, ckpt.path, fingerprint)
                 last_path, last_saved = ckpt.path, time.monotonic()
             if signum:
@@ -328,13 +329,14 @@ def _is_main_rank() -> bool:
     return not _distributed() or dist.get_rank() == 0
 
 
-def _any_rank(signum: int) -> int:
-    """The signal seen by any rank, so every rank stops at the same epoch."""
+def _agree(signum: int, due: bool) -> tuple[int, bool]:
+    """(a signal any rank saw, a checkpoint due on any rank): every rank stops and writes at the
+    same epoch (writing is a collective, and ``every_seconds`` is measured per rank)."""
     if not _distributed():
-        return signum
-    buf = torch.tensor([signum], dtype=torch.int64)
+        return signum, due
+    buf = torch.tensor([signum, int(due)], dtype=torch.int64)
     dist.all_reduce(buf, op=dist.ReduceOp.MAX)
-    return int(buf[0])
+    return int(buf[0]), bool(buf[1])
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
@@ -387,7 +389,6 @@ def _gather_rank_states(steps: TrainingSteps) -> list[State]:
     if not _distributed():
         return [own]
     # Generator states are a few KB: pickled objects through the process group are fine.
-    own = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in own.items()}
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, own)
     return gathered
