@@ -112,3 +112,9 @@ def test_registered_and_config_checked() -> None:
     for bad in ({"reg": 0.0}, {"rank": -1}, {"reg_per_rating": "count"}, {"n_epochs": 0}):
         with pytest.raises(ConfigError):
             BiasedMFConfig(**bad)
+
+
+def test_config_saved_before_the_rename_still_loads() -> None:
+    # model.json files written before reg_scaling became reg_per_rating.
+    assert BiasedMFConfig.from_dict({"reg_scaling": "count"}).reg_per_rating is True
+    assert BiasedMFConfig.from_dict({"reg_scaling": "none"}).reg_per_rating is False

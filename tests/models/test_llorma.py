@@ -200,3 +200,9 @@ def test_history_and_retrain_without_validation(low_rank_split) -> None:
 def test_bad_config_raises(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
         LlormaConfig(**{field: value})
+
+
+def test_config_saved_before_the_rename_still_loads() -> None:
+    # model.json files written before reg_scaling became reg_per_kernel_mass.
+    assert LlormaConfig.from_dict({"reg_scaling": "weight"}).reg_per_kernel_mass is True
+    assert LlormaConfig.from_dict({"reg_scaling": "none"}).reg_per_kernel_mass is False
