@@ -40,3 +40,32 @@ def test_state_is_small() -> None:
     assert opt.state[p]["prev_sign"].dtype == torch.int8
     # one step of size lr = 0.01 against the gradient's sign
     assert torch.allclose(p, torch.full_like(p, -0.01))
+
+
+def test_state_dict_round_trip_keeps_int8_signs_and_the_trajectory() -> None:
+    # A checkpoint reloads the optimiser through load_state_dict, which in torch casts state
+    # tensors of float parameters to float32: the signs must come back as int8, and 20 steps
+    # split 8 + (save, load into a fresh optimiser) + 12 must equal 20 steps in one go.
+    def loss_of(p: torch.Tensor) -> torch.Tensor:
+        return ((p - 1.5) ** 2).sum() + (p.sin() ** 2).sum()
+
+    def steps(opt: LeanRprop, p: torch.Tensor, n: int) -> None:
+        for _ in range(n):
+            opt.zero_grad()
+            loss_of(p).backward()
+            opt.step()
+
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(9, 4, generator=g)
+    straight = start.clone().requires_grad_(True)
+    steps(LeanRprop([straight], lr=0.05), straight, 20)
+
+    split = start.clone().requires_grad_(True)
+    first = LeanRprop([split], lr=0.05)
+    steps(first, split, 8)
+    saved = first.state_dict()
+    second = LeanRprop([split], lr=0.05)
+    second.load_state_dict(saved)
+    assert second.state[split]["prev_sign"].dtype == torch.int8
+    steps(second, split, 12)
+    torch.testing.assert_close(split, straight, rtol=0, atol=0)

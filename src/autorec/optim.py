@@ -20,6 +20,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -39,6 +40,15 @@ class LeanRprop(torch.optim.Optimizer):
         if not 0.0 < etas[0] < 1.0 < etas[1]:
             raise ValueError(f"etas must satisfy 0 < etaminus < 1 < etaplus, got {etas}")
         super().__init__(params, {"lr": lr, "etas": etas, "step_sizes": step_sizes})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ``Optimizer.load_state_dict``, which casts every state tensor of a float parameter
+        to the parameter's dtype: the previous signs go back to int8 (values -1, 0, 1 exactly),
+        so a resumed run keeps both the memory footprint and the arithmetic."""
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            if "prev_sign" in state:
+                state["prev_sign"] = state["prev_sign"].to(torch.int8)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:

@@ -35,6 +35,7 @@ from autorec.data.split import Split, paper_split
 from autorec.evaluation import evaluate
 from autorec.models import get_model_class, make_model
 from autorec.models.base import Recommender
+from autorec.models.training import is_iterative
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def run_protocol(
     curve = {"train_rmse": list(model.history.train_rmse), "val_rmse": list(model.history.val_rmse)}
     if retrain:
         fixed = {**overrides, **point}
-        if "n_epochs" in type(model).config_class.__dataclass_fields__ and model.history.best_epoch:
+        if is_iterative(type(model).config_class) and model.history.best_epoch:
             fixed["n_epochs"] = model.history.best_epoch
             chosen["n_epochs"] = model.history.best_epoch
         history = model.history

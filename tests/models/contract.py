@@ -1,10 +1,15 @@
 """The shared contract every model must honour (implicit's / lkpy's contract-test pattern).
 
-A test module subclasses :class:`RecommenderContract` and provides ``make_model`` (a fast
-configuration of its model). Data: the synthetic low-rank set of ``conftest.py``.
+``test_contract.py`` runs it over every registered model name (``autorec.models.MODEL_NAMES``),
+so a new model cannot skip it; a test module may subclass :class:`RecommenderContract` for an
+extra configuration. A subclass provides the class-scoped fixture ``make_model``: a function
+``seed -> fresh unfitted model`` (a fast configuration). Data: the synthetic low-rank set of
+``conftest.py``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,19 +18,18 @@ from autorec.data import Ratings
 from autorec.evaluation import rmse
 from autorec.models.base import Recommender
 
+ModelFactory = Callable[..., Recommender]
+
 
 class RecommenderContract:
-    def make_model(self, seed: int = 0) -> Recommender:  # pragma: no cover - overridden
-        raise NotImplementedError
-
     @pytest.fixture(scope="class")
     @classmethod
-    def fitted(cls, low_rank_split) -> Recommender:
-        # Fitted once per model class and shared by the read-only tests below.
-        return cls().make_model().fit(low_rank_split.train, low_rank_split.val)
+    def fitted(cls, make_model: ModelFactory, low_rank_split) -> Recommender:
+        # Fitted once per model and shared by the read-only tests below.
+        return make_model().fit(low_rank_split.train, low_rank_split.val)
 
-    def test_fit_returns_self(self, low_rank_split) -> None:
-        model = self.make_model()
+    def test_fit_returns_self(self, make_model, low_rank_split) -> None:
+        model = make_model()
         assert model.fit(low_rank_split.train, low_rank_split.val) is model
 
     def test_predict_shape_finite_and_in_scale(self, fitted, low_rank_split) -> None:
@@ -53,10 +57,10 @@ class RecommenderContract:
             assert pred[2] == pytest.approx(np.clip(fitted.global_mean, 1, 5), abs=1e-5)
         assert not fitted.known_mask(np.array([-1, 0]), np.array([0, -1])).any()
 
-    def test_unseen_in_training_gets_fallback(self, low_rank: Ratings) -> None:
+    def test_unseen_in_training_gets_fallback(self, make_model, low_rank: Ratings) -> None:
         # Drop every rating of user 0 from training: its pairs must be answered by the fallback.
         train = low_rank.subset(low_rank.user_idx != 0)
-        model = self.make_model().fit(train)
+        model = make_model().fit(train)
         known = model.known_mask(np.array([0, 1]), np.array([0, 0]))
         assert known.tolist() == [False, True]
         fallback = model._fallback_scores(np.array([0]), np.array([0]))
@@ -70,10 +74,10 @@ class RecommenderContract:
         with pytest.raises(IndexError, match="item_idx"):
             fitted.predict(np.array([0]), np.array([-2]))
 
-    def test_same_seed_same_predictions(self, low_rank_split) -> None:
+    def test_same_seed_same_predictions(self, make_model, low_rank_split) -> None:
         test = low_rank_split.test
-        a = self.make_model(seed=3).fit(low_rank_split.train, low_rank_split.val)
-        b = self.make_model(seed=3).fit(low_rank_split.train, low_rank_split.val)
+        a = make_model(seed=3).fit(low_rank_split.train, low_rank_split.val)
+        b = make_model(seed=3).fit(low_rank_split.train, low_rank_split.val)
         np.testing.assert_array_equal(
             a.predict(test.user_idx, test.item_idx), b.predict(test.user_idx, test.item_idx)
         )

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+import autorec.models.autorec as autorec_module
 from autorec.data import paper_split
 from autorec.errors import ConfigError, ModelFitError
 from autorec.evaluation import rmse
 from autorec.models import make_model
-from autorec.models.autorec import AutoRec, AutoRecConfig, AutoRecNet
+from autorec.models.autorec import AutoRec, AutoRecConfig, AutoRecNet, available_memory
 from autorec.models.baselines import BiasBaseline
 from autorec.models.sparse import SparseRows
 
@@ -19,31 +20,28 @@ from .contract import RecommenderContract
 FAST = dict(hidden=(16,), lam=1.0, n_epochs=60, patience=10)
 
 
-class TestIAutoRecContract(RecommenderContract):
-    def make_model(self, seed: int = 0) -> AutoRec:
-        return AutoRec(AutoRecConfig(variant="item", seed=seed, **FAST))
-
-
-class TestUAutoRecContract(RecommenderContract):
-    def make_model(self, seed: int = 0) -> AutoRec:
-        return AutoRec(AutoRecConfig(variant="user", seed=seed, **FAST))
-
-
 class TestDeepAdamBiasFallbackContract(RecommenderContract):
-    def make_model(self, seed: int = 0) -> AutoRec:
-        return AutoRec(
-            AutoRecConfig(
-                hidden=(16, 8, 16),
-                optimizer="adam",
-                lr=0.01,
-                batch_size=32,
-                n_epochs=12,
-                patience=5,
-                fallback="bias",
-                seed=seed,
-                lam=1.0,
+    # The registered names run the contract in test_contract.py; this adds a deep net trained by
+    # Adam with the bias fallback.
+    @pytest.fixture(scope="class")
+    @classmethod
+    def make_model(cls):
+        def make(seed: int = 0) -> AutoRec:
+            return AutoRec(
+                AutoRecConfig(
+                    hidden=(16, 8, 16),
+                    optimizer="adam",
+                    lr=0.01,
+                    batch_size=32,
+                    n_epochs=12,
+                    patience=5,
+                    fallback="bias",
+                    seed=seed,
+                    lam=1.0,
+                )
             )
-        )
+
+        return make
 
 
 def _model_with_weights(
@@ -376,3 +374,42 @@ def test_tiled_layout_trains_like_the_plain_one(low_rank_split, tmp_path, monkey
     loaded = AutoRec.load(tmp_path / "b")
     assert isinstance(loaded._train_x, BlockedRows)
     np.testing.assert_array_equal(loaded.predict(test.user_idx, test.item_idx), pred)
+
+
+def test_memory_estimate_counts_the_parameters_by_hand() -> None:
+    # 10 x 7 matrix (7 columns), hidden (4,): V 7x4 + mu 4 + W 7x4 + b 7 = 67 parameters.
+    # RProp: weights 4 * 67, gradients 4 * 67, state 5 * 67; activations: all 10 rows x 4 units
+    # x 8 bytes + 32 bytes x 20 ratings; the matrix 40 bytes x 20 ratings.
+    parts = AutoRecConfig(hidden=(4,)).memory_estimate(10, 7, 20)
+    assert parts == {
+        "weights": 268,
+        "gradients": 268,
+        "optimiser state": 335,
+        "activations": 320 + 640,
+        "training matrix": 800,
+    }
+    # Deep (4, 3, 4): + 4x3 + 3 + 3x4 + 4 = 31 more parameters.
+    assert AutoRecConfig(hidden=(4, 3, 4)).memory_estimate(10, 7, 20)["weights"] == 4 * 98
+
+
+def test_available_memory_reads_memavailable(tmp_path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 100 kB\nMemFree: 10 kB\nMemAvailable:   2048 kB\n")
+    assert available_memory(torch.device("cpu"), str(meminfo)) == 2048 * 1024
+    assert available_memory(torch.device("cpu"), str(tmp_path / "missing")) is None
+
+
+def test_too_many_hidden_units_is_a_config_error_before_allocating(low_rank_split) -> None:
+    # 10^10 hidden units on 120 users: V alone would be 4.8 TB of float32; today's machine has
+    # far less, so the fit must refuse with the estimate instead of failing to allocate.
+    model = AutoRec(AutoRecConfig(hidden=(10**10,), n_epochs=1))
+    with pytest.raises(ConfigError, match=r"needs about [\d,.]+ GiB .* but only .* is available"):
+        model.fit(low_rank_split.train)
+
+
+def test_memory_check_uses_the_free_memory(monkeypatch, low_rank_split) -> None:
+    monkeypatch.setattr(autorec_module, "available_memory", lambda device: 1000)
+    with pytest.raises(ConfigError, match="only 0.0 GiB is available"):
+        AutoRec(AutoRecConfig(**FAST)).fit(low_rank_split.train)
+    monkeypatch.setattr(autorec_module, "available_memory", lambda device: None)  # unreadable
+    AutoRec(AutoRecConfig(**{**FAST, "n_epochs": 1})).fit(low_rank_split.train)

@@ -3,14 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autorec.models.baselines import BiasBaseline, BiasConfig, fit_biases
-
-from .contract import RecommenderContract
-
-
-class TestBiasContract(RecommenderContract):
-    def make_model(self, seed: int = 0) -> BiasBaseline:
-        return BiasBaseline(BiasConfig(seed=seed))
+from autorec.models.baselines import BiasBaseline, BiasConfig
+from autorec.models.biases import fit_biases
 
 
 def test_biases_without_regularisation_on_hand_made_matrix(tiny) -> None:

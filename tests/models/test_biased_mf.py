@@ -10,13 +10,6 @@ from autorec.models import make_model
 from autorec.models.baselines import BiasBaseline
 from autorec.models.biased_mf import BiasedMF, BiasedMFConfig, ridge_solve_rows
 
-from .contract import RecommenderContract
-
-
-class TestBiasedMFContract(RecommenderContract):
-    def make_model(self, seed: int = 0) -> BiasedMF:
-        return BiasedMF(BiasedMFConfig(rank=5, reg=0.05, n_epochs=8, seed=seed))
-
 
 def _exact_biases(tiny, penalty: np.ndarray) -> np.ndarray:
     """[b_u..., b_i...] minimising sum (r - mu - b_u - b_i)^2 + sum penalty * b^2, from numpy's
@@ -28,18 +21,18 @@ def _exact_biases(tiny, penalty: np.ndarray) -> np.ndarray:
     return np.linalg.solve(x.T @ x + np.diag(penalty), x.T @ y)
 
 
-@pytest.mark.parametrize("scaling", ["none", "count"])
-def test_rank_zero_als_reaches_the_exact_regularised_biases(tiny, scaling) -> None:
+@pytest.mark.parametrize("per_rating", [False, True])
+def test_rank_zero_als_reaches_the_exact_regularised_biases(tiny, per_rating) -> None:
     # Rank 0 leaves only mu + b_u + b_i; alternating exact minimisation of a strictly convex
     # objective converges to its unique minimiser. tiny: counts n_u = (2, 1, 1), n_i = (2, 2).
     reg = 0.5
     counts = np.array([2, 1, 1, 2, 2], dtype=float)
-    penalty = reg * (counts if scaling == "count" else np.ones(5))
+    penalty = reg * (counts if per_rating else np.ones(5))
     expected = _exact_biases(tiny, penalty)
-    model = BiasedMF(BiasedMFConfig(rank=0, reg=reg, reg_scaling=scaling, n_epochs=300))
+    model = BiasedMF(BiasedMFConfig(rank=0, reg=reg, reg_per_rating=per_rating, n_epochs=300))
     model.fit(tiny)
-    np.testing.assert_allclose(model.user_bias_, expected[:3], atol=1e-5)
-    np.testing.assert_allclose(model.item_bias_, expected[3:], atol=1e-5)
+    np.testing.assert_allclose(model.user_bias, expected[:3], atol=1e-5)
+    np.testing.assert_allclose(model.item_bias, expected[3:], atol=1e-5)
     # The score is mu + b_u + b_i: u1 x i1 (an unrated pair) = 3.25 + b_u1 + b_i1.
     score = model._score(np.array([1]), np.array([1]))[0]
     assert score == pytest.approx(3.25 + expected[1] + expected[4], abs=1e-5)
@@ -80,9 +73,9 @@ def test_last_item_step_is_the_exact_ridge_solution(low_rank) -> None:
         rows = np.flatnonzero(low_rank.item_idx == item)
         users = low_rank.user_idx[rows]
         x = np.hstack([model.user_factors[users], np.ones((len(rows), 1))]).astype(np.float64)
-        y = low_rank.rating[rows] - mu - model.user_bias_[users]
+        y = low_rank.rating[rows] - mu - model.user_bias[users]
         expected = np.linalg.solve(x.T @ x + cfg.reg * len(rows) * np.eye(4), x.T @ y)
-        got = np.append(model.item_factors[item], model.item_bias_[item])
+        got = np.append(model.item_factors[item], model.item_bias[item])
         np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
 
 
@@ -116,6 +109,12 @@ def test_without_validation_runs_n_epochs(low_rank) -> None:
 
 def test_registered_and_config_checked() -> None:
     assert isinstance(make_model("biased-mf"), BiasedMF)
-    for bad in ({"reg": 0.0}, {"rank": -1}, {"reg_scaling": "sqrt"}, {"n_epochs": 0}):
+    for bad in ({"reg": 0.0}, {"rank": -1}, {"reg_per_rating": "count"}, {"n_epochs": 0}):
         with pytest.raises(ConfigError):
             BiasedMFConfig(**bad)
+
+
+def test_config_saved_before_the_rename_still_loads() -> None:
+    # model.json files written before reg_scaling became reg_per_rating.
+    assert BiasedMFConfig.from_dict({"reg_scaling": "count"}).reg_per_rating is True
+    assert BiasedMFConfig.from_dict({"reg_scaling": "none"}).reg_per_rating is False

@@ -8,16 +8,9 @@ import pytest
 from autorec.errors import ConfigError
 from autorec.evaluation import rmse
 from autorec.models import make_model
-from autorec.models.baselines import BiasBaseline, fit_biases
+from autorec.models.baselines import BiasBaseline
+from autorec.models.biases import fit_biases
 from autorec.models.knn import ItemKNN, ItemKNNConfig, neighbour_offsets, shrunk_pearson
-
-from .contract import RecommenderContract
-
-
-class TestItemKNNContract(RecommenderContract):
-    def make_model(self, seed: int = 0) -> ItemKNN:
-        return ItemKNN(ItemKNNConfig(k=10, shrinkage=10.0, seed=seed))
-
 
 # Hand-made residuals e_ui, 4 users x 3 items ("." = not rated):
 #        i0   i1   i2

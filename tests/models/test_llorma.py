@@ -18,15 +18,8 @@ from autorec.models.llorma import (
     kernel_weights,
 )
 
-from .contract import RecommenderContract
-
 # Small enough that one fit on the 120 x 80 synthetic set takes a few tens of milliseconds.
 FAST = dict(n_anchors=5, rank=3, embed_rank=3)
-
-
-class TestLlormaContract(RecommenderContract):
-    def make_model(self, seed: int = 0) -> Llorma:
-        return Llorma(LlormaConfig(seed=seed, **FAST))
 
 
 def test_epanechnikov_by_hand() -> None:
@@ -87,8 +80,8 @@ def _dense_step(
 
 
 @pytest.mark.parametrize("biases", [False, True])
-@pytest.mark.parametrize("reg_scaling", ["none", "weight"])
-def test_als_sweep_solves_the_weighted_normal_equations(biases: bool, reg_scaling: str) -> None:
+@pytest.mark.parametrize("per_mass", [False, True])
+def test_als_sweep_solves_the_weighted_normal_equations(biases: bool, per_mass: bool) -> None:
     # Two anchors with kernels that zero out some users and items: one sweep must give, per
     # anchor, exactly the loop-computed weighted ridge solutions (user step with the starting
     # V, then item step with the new U), with U_u = [p, b_u, 1] and V_i = [q, 1, b_i].
@@ -100,7 +93,7 @@ def test_als_sweep_solves_the_weighted_normal_equations(biases: bool, reg_scalin
     user_kernel = rng.uniform(0, 1, (2, n_users)) * (rng.random((2, n_users)) > 0.3)
     item_kernel = rng.uniform(0, 1, (2, n_items)) * (rng.random((2, n_items)) > 0.3)
     als = WeightedALS(
-        2, n_users, n_items, rank, reg, reg_scaling, torch.Generator().manual_seed(0), 0.5, biases
+        2, n_users, n_items, rank, reg, per_mass, torch.Generator().manual_seed(0), 0.5, biases
     )
     als.set_data(user_kernel, item_kernel, user_idx, item_idx, target)
     if biases:  # item biases start at 0: give them values so the user step must subtract them
@@ -109,7 +102,7 @@ def test_als_sweep_solves_the_weighted_normal_equations(biases: bool, reg_scalin
             als.V[t, active, rank + 1] = rng.normal(size=len(active))
     V0 = als.V.astype(np.float64)
     als.sweep()
-    weighted = reg_scaling == "weight"
+    weighted = per_mass
     for t in range(2):
         if biases:
             user_feat, user_off = V0[t][:, : rank + 1], V0[t][:, rank + 1]  # [q, 1], b_i
@@ -198,7 +191,7 @@ def test_history_and_retrain_without_validation(low_rank_split) -> None:
         ("reg", 0.0),
         ("embed_reg", -1.0),
         ("kernel", "gaussian"),
-        ("reg_scaling", "count"),
+        ("reg_per_kernel_mass", "weight"),
         ("center", "median"),
         ("n_anchors", 0),
         ("n_epochs", 0),
@@ -207,3 +200,9 @@ def test_history_and_retrain_without_validation(low_rank_split) -> None:
 def test_bad_config_raises(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
         LlormaConfig(**{field: value})
+
+
+def test_config_saved_before_the_rename_still_loads() -> None:
+    # model.json files written before reg_scaling became reg_per_kernel_mass.
+    assert LlormaConfig.from_dict({"reg_scaling": "weight"}).reg_per_kernel_mass is True
+    assert LlormaConfig.from_dict({"reg_scaling": "none"}).reg_per_kernel_mass is False

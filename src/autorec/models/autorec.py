@@ -51,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -72,6 +71,7 @@ from autorec.models.sparse import (
     spmm,
     tile_shape,
 )
+from autorec.models.training import EpochScores, IterativeConfig, TrainingSteps, run_epochs
 from autorec.optim import LeanRprop
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,8 @@ _BOUNDED = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 PAPER_LAMBDA_GRID = (0.001, 0.01, 0.1, 1.0, 100.0, 1000.0)
 # The grid `autorec evaluate` searches by default: the paper's plus 10 and 300. With the loss as
 # the paper writes it (a sum over ratings), the validation optimum on ML-1M lies between 100 and
-# 1000 (val RMSE seed 0: 100 -> 0.842, 200 -> 0.839, 300 -> 0.837, 500 -> 0.842,
-# 1000 -> 0.857), so the paper's grid alone cannot reach it. `--lambdas` restores the paper's.
+# 1000 (docs/experiments.md), so the paper's grid alone cannot reach it. `--lambdas` restores the
+# paper's.
 # lambda is open above (AutoRec.open_above): the protocol extends the grid past 1000 while
 # validation picks its top, which a linear hidden layer (g = identity) does.
 DEFAULT_LAMBDA_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 300.0, 1000.0)
@@ -100,7 +100,7 @@ DEFAULT_LR = {"rprop": 0.002, "lbfgs": 1.0, "adam": 1e-3}
 
 
 @dataclass(frozen=True)
-class AutoRecConfig(BaseConfig):
+class AutoRecConfig(IterativeConfig):
     """AutoRec hyperparameters; defaults are the paper's best I-AutoRec (Sedhain et al. 2015)."""
 
     variant: Literal["item", "user"] = "item"  # I-AutoRec beats U-AutoRec in the paper (Table 1a)
@@ -108,16 +108,16 @@ class AutoRecConfig(BaseConfig):
     f: str = "identity"  # output activation; identity/sigmoid is the best pair (Table 1b)
     g: str = "sigmoid"  # hidden activation
     # Weight decay lambda; `autorec evaluate` tunes it on validation (DEFAULT_LAMBDA_GRID).
-    # 300 is the value validation picks on ML-1M.
+    # 300 is the value validation picks on ML-1M (docs/experiments.md).
     lam: float = 300.0
     optimizer: Literal["rprop", "lbfgs", "adam"] = "rprop"  # "resilient propagation" (Sec. 3)
-    # Upper bound; early stopping on validation usually ends sooner. Only lambda = 1000 on ML-1M
-    # reaches it, still creeping down (val RMSE 0.8580 at 500, 0.8571 at 1000: never selected).
+    # Upper bound; early stopping on validation usually ends sooner.
     n_epochs: int = 500
     patience: int = 30  # epochs without validation improvement before stopping
     min_epochs: int = 0  # never stop before this many epochs
-    # None: the optimiser's default, DEFAULT_LR (Rprop's initial step was chosen on the
-    # validation RMSE of ML-1M seeds 0 and 1 among 0.0005, 0.002 and 0.01).
+    min_delta: float = 1e-6  # smaller validation gains are float noise, not improvements
+    # None: the optimiser's default, DEFAULT_LR (Rprop's initial step was chosen on ML-1M
+    # validation: docs/experiments.md).
     lr: float | None = None
     batch_size: int = 256  # rows per minibatch (adam only; rprop and lbfgs are full-batch)
     input_dropout: float = 0.0  # denoising: drop observed inputs with this probability (0: paper)
@@ -143,11 +143,6 @@ class AutoRecConfig(BaseConfig):
             raise ConfigError(f"lam must be a finite number >= 0, got {self.lam}")
         if self.optimizer not in ("rprop", "lbfgs", "adam"):
             raise ConfigError(f"optimizer must be rprop, lbfgs or adam, got {self.optimizer!r}")
-        if self.n_epochs < 1 or self.patience < 1 or self.min_epochs < 0:
-            raise ConfigError(
-                f"n_epochs and patience must be >= 1 and min_epochs >= 0, got "
-                f"{self.n_epochs}, {self.patience}, {self.min_epochs}"
-            )
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.batch_size < 1:
@@ -158,6 +153,50 @@ class AutoRecConfig(BaseConfig):
             raise ConfigError(f"precision must be fp32, tf32 or bf16, got {self.precision!r}")
         if self.engine not in ("auto", "sparse", "dense"):
             raise ConfigError(f"engine must be auto, sparse or dense, got {self.engine!r}")
+
+    def memory_estimate(self, n_rows: int, n_cols: int, n_ratings: int) -> dict[str, int]:
+        """Bytes a fit of this config needs on an ``n_rows x n_cols`` training matrix with
+        ``n_ratings`` entries, by part (an estimate from the shapes, float32 throughout).
+
+        With P parameters: weights 4P, gradients 4P, optimiser state (RProp: float step sizes
+        and int8 signs, 5P; Adam: two moments, 8P; L-BFGS: 20 pairs of flat vectors plus a few
+        work vectors, 172P); activations: the hidden codes of the rows of one step (all rows
+        for the full-batch optimisers, ``batch_size`` for Adam), kept for the backward pass
+        with their pre-activations (8 bytes per unit), plus a few float buffers per training
+        rating; the training matrix: row, column and value of every rating in two layouts.
+        """
+        widths = (*self.hidden, n_cols)
+        n_params = n_cols * self.hidden[0] + self.hidden[0]  # V, mu
+        n_params += sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        optimiser = {"rprop": 5, "adam": 8, "lbfgs": 172}[self.optimizer]
+        step_rows = n_rows if self.optimizer != "adam" else min(n_rows, self.batch_size)
+        step_ratings = n_ratings if self.optimizer != "adam" else n_ratings * step_rows // n_rows
+        return {
+            "weights": 4 * n_params,
+            "gradients": 4 * n_params,
+            "optimiser state": optimiser * n_params,
+            "activations": 8 * step_rows * sum(self.hidden) + 32 * step_ratings,
+            "training matrix": 40 * n_ratings,
+        }
+
+
+def available_memory(device: torch.device, meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes free for a new allocation on ``device``: ``MemAvailable`` of ``meminfo`` on the CPU,
+    the free device memory on CUDA; None when it cannot be read (the check is then skipped)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open(meminfo) as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file counts kB
+    except (OSError, ValueError, RuntimeError, IndexError):
+        return None
+    return None
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -321,7 +360,7 @@ class AutoRec(Recommender):
     config_class: ClassVar[type[BaseConfig]] = AutoRecConfig
     tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"lam": DEFAULT_LAMBDA_GRID}
     # The paper's grid stops at 1000, but with a linear hidden layer (g = identity) validation
-    # keeps improving beyond it on ML-1M (seed 0: 1000 -> 0.881, 3000 -> 0.856).
+    # keeps improving beyond it on ML-1M (docs/experiments.md).
     open_above: ClassVar[tuple[str, ...]] = ("lam",)
     config: AutoRecConfig
 
@@ -372,6 +411,20 @@ class AutoRec(Recommender):
         )
 
     # -- training ------------------------------------------------------------------------------
+    def _check_memory(self, n_rows: int, n_cols: int, n_ratings: int, device: torch.device) -> None:
+        """Refuse, before allocating, a configuration that cannot fit in the free memory."""
+        parts = self.config.memory_estimate(n_rows, n_cols, n_ratings)
+        needed = sum(parts.values())
+        free = available_memory(device)
+        if free is None or needed <= free:
+            return
+        detail = ", ".join(f"{name} {_gib(n)}" for name, n in parts.items())
+        raise ConfigError(
+            f"{self.model_name} with hidden={list(self.config.hidden)} on a {n_rows:,} x "
+            f"{n_cols:,} training matrix needs about {_gib(needed)} ({detail}) but only "
+            f"{_gib(free)} is available on {device}; use fewer hidden units"
+        )
+
     def _fit(self, train: Ratings, val: Ratings | None) -> None:
         cfg = self.config
         device = resolve_device(cfg.device)
@@ -382,6 +435,7 @@ class AutoRec(Recommender):
             torch.backends.cudnn.allow_tf32 = tf32
         generator = torch.Generator().manual_seed(cfg.seed)
         n_rows, n_cols = self._shape()
+        self._check_memory(n_rows, n_cols, train.n_ratings, device)
         self.net = AutoRecNet(n_cols, cfg.hidden, cfg.f, cfg.g, train.rating_scale, generator)
         with torch.no_grad():
             # Start the output bias at the mean rating, so the first epochs fit structure
@@ -431,40 +485,48 @@ class AutoRec(Recommender):
         else:
             opt = torch.optim.Adam(params, lr=lr)
 
-        best_val, best_state, best_epoch, stale = math.inf, None, 0, 0
-        for epoch in range(1, cfg.n_epochs + 1):
-            started = time.perf_counter()
+        def run_epoch(epoch: int) -> EpochScores:
             if cfg.optimizer == "adam":
                 train_sse = self._minibatch_epoch(fit_x, opt, generator, n_rows)
             else:
                 train_sse = self._full_batch_step(fit_x, opt, generator)
             train_rmse = math.sqrt(self._sum_across_ranks(train_sse) / n_train_ratings)
-            val_rmse = math.nan
-            if fit_val is not None:
-                val_rmse = self._rmse_at(fit_x, fit_val)
-            seconds = time.perf_counter() - started
-            self.history.record(log, epoch, train_rmse, val_rmse, seconds)
-            if val_x is None:
-                best_epoch = epoch
-                continue
-            if val_rmse < best_val - 1e-6:
-                best_val, best_epoch, stale = val_rmse, epoch, 0
-                # Copy into one kept buffer rather than allocating a new copy per improvement.
-                if best_state is None:
-                    best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-                else:
-                    for key, value in self.net.state_dict().items():
-                        best_state[key].copy_(value)
-            else:
-                stale += 1
-                if stale >= cfg.patience and epoch >= cfg.min_epochs:
-                    break
+            val_rmse = self._rmse_at(fit_x, fit_val) if fit_val is not None else None
+            return EpochScores(train_rmse, val_rmse)
+
+        def snapshot(into: dict[str, Any] | None) -> dict[str, Any]:
+            # Copy into one kept buffer rather than allocating a new copy per improvement.
+            if into is None:
+                return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            for key, value in self.net.state_dict().items():
+                into[key].copy_(value)
+            return into
+
+        def state() -> dict[str, Any]:
+            return {"net": self.net.state_dict(), "optimizer": opt.state_dict()}
+
+        def load_state(saved: dict[str, Any]) -> None:
+            self.net.load_state_dict(saved["net"])
+            opt.load_state_dict(saved["optimizer"])
+
+        run_epochs(
+            self,
+            TrainingSteps(
+                run_epoch,
+                snapshot,
+                self.net.load_state_dict,
+                state,
+                load_state,
+                rank_state=lambda: {"generator": generator.get_state()},
+                load_rank_state=lambda saved: generator.set_state(saved["generator"]),
+                divergence_hint="try a smaller lr or a larger lambda",
+            ),
+            train,
+            val,
+        )
         for param in params:
             param.grad = None  # the gradients are as large as the weights: free them now
-        del opt
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.history.best_epoch = best_epoch
+        opt.state.clear()  # RProp's step sizes are as large as the weights too
         self._codes = None
         self._train_pattern = None
 

@@ -24,9 +24,10 @@ import json
 import logging
 import platform
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 import torch
@@ -35,6 +36,10 @@ from safetensors.numpy import load_file, save_file
 import autorec
 from autorec.data.ratings import IdIndex, Ratings
 from autorec.errors import ConfigError
+from autorec.models.biases import fit_biases
+
+if TYPE_CHECKING:
+    from autorec.models.training import Checkpointer, Progress
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,12 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class BaseConfig:
     """Fields every model shares: the fallback policy and the seed."""
+
+    #: Trains epoch by epoch (:class:`autorec.models.training.IterativeConfig` sets it).
+    iterative: ClassVar[bool] = False
+    #: Renamed fields: old name -> (value -> (new name, new value)), so that model folders
+    #: saved before a rename still load.
+    legacy_fields: ClassVar[dict[str, Callable[[Any], tuple[str, Any]]]] = {}
 
     # Sedhain et al. 2015, Sec. 3: unseen users/items get "a default rating of 3" (mid-scale).
     fallback: Literal["constant", "bias"] = "constant"
@@ -64,6 +75,9 @@ class BaseConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
         names = {f.name: f for f in dataclasses.fields(cls)}
+        values = dict(
+            cls.legacy_fields[k](v) if k in cls.legacy_fields else (k, v) for k, v in values.items()
+        )
         unknown = sorted(set(values) - set(names))
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
@@ -76,8 +90,19 @@ class BaseConfig:
 
 
 @dataclass
+class FitOptions:
+    """The keyword options of :meth:`Recommender.fit`, read by the training loop
+    (:func:`autorec.models.training.run_epochs`)."""
+
+    progress: Callable[[Progress], None] | None = None
+    checkpoint: Checkpointer | None = None
+    resume: bool = False
+
+
+@dataclass
 class FitHistory:
-    """Per-epoch training record (filled by iterative models)."""
+    """Per-epoch training record (filled by iterative models; ``val_rmse`` stays empty when
+    training has no validation set)."""
 
     train_rmse: list[float] = dataclasses.field(default_factory=list)
     val_rmse: list[float] = dataclasses.field(default_factory=list)
@@ -93,20 +118,22 @@ class FitHistory:
         logger: logging.Logger,
         epoch: int,
         train_rmse: float,
-        val_rmse: float,
+        val_rmse: float | None,
         seconds: float,
         note: str = "",
     ) -> None:
-        """Append one epoch and log it as one line (``note``, e.g. ``"CD-3"``, after the epoch)."""
+        """Append one epoch and log it as one line (``note``, e.g. ``"CD-3"``, after the epoch);
+        ``val_rmse`` None: no validation set."""
         self.train_rmse.append(train_rmse)
-        self.val_rmse.append(val_rmse)
+        if val_rmse is not None:
+            self.val_rmse.append(val_rmse)
         self.epoch_seconds.append(seconds)
         logger.info(
-            "epoch %d%s train_rmse=%.4f val_rmse=%.4f seconds=%.2f",
+            "epoch %d%s train_rmse=%.4f%s seconds=%.2f",
             epoch,
             f" {note}" if note else "",
             train_rmse,
-            val_rmse,
+            "" if val_rmse is None else f" val_rmse={val_rmse:.4f}",
             seconds,
         )
 
@@ -145,8 +172,38 @@ class Recommender(ABC):
         return self.name
 
     # -- the contract ------------------------------------------------------------------------
-    def fit(self, train: Ratings, val: Ratings | None = None) -> Self:
-        """Fit on ``train``; ``val`` (same vocabularies) is used for early stopping only."""
+    def fit(
+        self,
+        train: Ratings,
+        val: Ratings | None = None,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        checkpoint: Checkpointer | None = None,
+        resume: bool = False,
+    ) -> Self:
+        """Fit on ``train``; ``val`` (same vocabularies) is used for early stopping only.
+
+        Iterative models (config derived from
+        :class:`~autorec.models.training.IterativeConfig`) also take:
+
+        * ``progress``: called after every epoch with a
+          :class:`~autorec.models.training.Progress` (epoch / total, best validation RMSE so
+          far, elapsed seconds);
+        * ``checkpoint``: a :class:`~autorec.models.training.Checkpointer`
+          (``Checkpointer(dir, every_epochs=5, every_seconds=600)``): the training state is
+          written atomically to ``dir/checkpoint.safetensors`` when due and on SIGINT/SIGTERM,
+          which then raise :class:`~autorec.errors.TrainingInterrupted` naming the file;
+        * ``resume``: continue from that checkpoint when it exists (same config and data; with
+          one torch thread the result is bit-identical to an uninterrupted fit).
+
+        Raises:
+            ConfigError: an empty training set, other vocabularies, or checkpoint/resume for a
+                model that is not iterative.
+        """
+        if (checkpoint is not None or resume) and not self.config_class.iterative:
+            raise ConfigError(
+                f"{self.model_name} trains in one step: there is nothing to checkpoint or resume"
+            )
         if train.n_ratings == 0:
             raise ConfigError("cannot fit on an empty training set")
         if val is not None and (val.users != train.users or val.items != train.items):
@@ -161,7 +218,11 @@ class Recommender(ABC):
         self.item_seen = train.item_counts() > 0
         self._fit_fallback(train)
         self.history = FitHistory()
-        self._fit(train, val)
+        self._fit_options = FitOptions(progress, checkpoint, resume)
+        try:
+            self._fit(train, val)
+        finally:
+            self._fit_options = FitOptions()
         self._fitted = True
         return self
 
@@ -322,8 +383,6 @@ class Recommender(ABC):
 
     # -- fallback ----------------------------------------------------------------------------
     def _fit_fallback(self, train: Ratings) -> None:
-        from autorec.models.baselines import fit_biases
-
         self._fallback_mean = self.global_mean
         self._user_bias, self._item_bias = fit_biases(train, self.global_mean)
         # Items of each user, grouped by user (for recommend's "exclude seen"); no CSR cache

@@ -6,11 +6,11 @@
     \\min_{P, Q, b} \\sum_{(u,i) \\in O} (r_{ui} - \\hat r_{ui})^2
         + \\sum_u \\lambda_u (\\|p_u\\|^2 + b_u^2) + \\sum_i \\lambda_i (\\|q_i\\|^2 + b_i^2)
 
-with mu the (fixed) training mean. ``reg_scaling="none"`` is the paper's objective as written,
-``lambda_u = lambda_i = reg``. ``reg_scaling="count"`` scales each entity's penalty by its number
-of training ratings, ``lambda_u = reg * n_u`` (ALS-WR, Zhou et al. 2008): this is the penalty
-that Koren's per-rating stochastic gradient updates actually apply (every rating of u shrinks
-p_u once), and it gives the better validation RMSE on MovieLens (see ``BiasedMFConfig``).
+with mu the (fixed) training mean. ``reg_per_rating=False`` is the paper's objective as written,
+``lambda_u = lambda_i = reg``. ``reg_per_rating=True`` makes ``reg`` a penalty per training
+rating, ``lambda_u = reg * n_u`` (ALS-WR, Zhou et al. 2008): this is the penalty that Koren's
+per-rating stochastic gradient updates actually apply (every rating of u shrinks p_u once), and
+it gives the better validation RMSE on MovieLens (``docs/experiments.md``).
 
 **Alternating least squares with biases.** Write the user's unknowns as one vector
 ``x_u = [p_u, b_u]`` (k + 1 entries) and the items' as ``y_i = [q_i, 1]`` (the bias column fixed
@@ -26,7 +26,8 @@ with one batched matrix product and solved by batched Cholesky factorisation. On
 "epoch" in ``history``) costs about ``n_ratings * (k + 1)^2`` multiply-adds plus
 ``(n_users + n_items) * (k + 1)^3 / 3`` for the solves; each step can only lower the objective,
 so there is no learning rate to tune. With a validation set, training stops when the
-validation RMSE has not improved for ``patience`` sweeps and the best parameters are kept.
+validation RMSE has not improved by ``min_delta`` for ``patience`` sweeps and the best
+parameters are kept (:mod:`autorec.models.training`).
 
 References:
     Y. Koren, R. Bell, C. Volinsky. Matrix factorization techniques for recommender systems.
@@ -39,9 +40,9 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ import torch
 from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError, ModelFitError
 from autorec.models.base import BaseConfig, Recommender
+from autorec.models.training import EpochScores, IterativeConfig, TrainingSteps, run_epochs
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +61,28 @@ _SMALL_BLOCK = 1 << 14
 
 
 @dataclass(frozen=True)
-class BiasedMFConfig(BaseConfig):
-    """Biased MF hyperparameters; ``autorec evaluate`` tunes ``reg`` on validation.
+class BiasedMFConfig(IterativeConfig):
+    """Biased MF hyperparameters; ``autorec evaluate`` tunes ``reg`` on validation. The
+    validation runs behind the defaults are in ``docs/experiments.md`` (Biased MF)."""
 
-    Validation RMSEs quoted below: ML-1M / ML-100k, paper split seed 0, reg_scaling="count".
-    """
+    legacy_fields: ClassVar[dict[str, Callable[[Any], tuple[str, Any]]]] = {
+        # Saved before the rename (reg_scaling = "count" | "none").
+        "reg_scaling": lambda value: ("reg_per_rating", value == "count"),
+    }
 
-    # Koren et al. 2009 leave the rank open. ML-1M at reg 0.08: rank 50 / 100 / 200 -> 0.8536 /
-    # 0.8526 / 0.8519; 200 costs about three times as much per sweep as 100.
-    rank: int = 100
-    # Penalty weight lambda (see reg_scaling). Rank 100, ML-1M: 0.05 -> 0.8627 (rank 50),
-    # 0.06 -> 0.8530, 0.07 -> 0.8514, 0.08 -> 0.8526, 0.09 -> 0.8556, 0.1 -> 0.8599;
-    # ML-100k: 0.08 -> 0.9196, 0.1 -> 0.9158, 0.12 -> 0.9156.
-    reg: float = 0.07
-    # "count": lambda_u = reg * n_u (ALS-WR, Zhou et al. 2008); "none": lambda_u = reg (Koren's
-    # Eq. 5 as written; ML-1M rank 50, reg 10: 0.8867 with train RMSE 0.62, over-fitting).
-    reg_scaling: Literal["none", "count"] = "count"
+    rank: int = 100  # Koren et al. 2009 leave the rank open; 100 on ML-1M validation
+    reg: float = 0.07  # penalty weight lambda (per rating with reg_per_rating); tuned
+    # True: lambda_u = reg * n_u (ALS-WR, Zhou et al. 2008); False: lambda_u = reg (Koren's
+    # Eq. 5 as written, which over-fits on MovieLens).
+    reg_per_rating: bool = True
     n_epochs: int = 20  # upper bound on ALS sweeps; early stopping usually ends sooner
     patience: int = 2  # sweeps without a validation improvement of min_delta before stopping
     # ALS converges geometrically: past ~10 sweeps the validation RMSE moves in the 4th decimal.
     min_delta: float = 1e-4
+    # A smaller gain still replaces the kept factors (it just does not restart the patience).
+    keep_small_gains: bool = True
     init_std: float = 0.1  # std of the Gaussian initial item factors
-    # Penalty weight of the biases; None: the same as reg (Koren et al. 2009, Eq. 5). It matters
-    # little: ML-1M rank 50, reg 0.1: reg_bias 0.01 -> 0.8594, None -> 0.8598.
+    # Penalty weight of the biases; None: the same as reg (Koren et al. 2009, Eq. 5).
     reg_bias: float | None = None
 
     def __post_init__(self) -> None:
@@ -92,14 +93,8 @@ class BiasedMFConfig(BaseConfig):
             # reg = 0 would leave the normal equations of a user with fewer than k + 1 ratings
             # singular.
             raise ConfigError(f"reg must be a finite number > 0, got {self.reg}")
-        if self.reg_scaling not in ("none", "count"):
-            raise ConfigError(f"reg_scaling must be 'none' or 'count', got {self.reg_scaling!r}")
-        if not self.min_delta >= 0:
-            raise ConfigError(f"min_delta must be >= 0, got {self.min_delta}")
-        if self.n_epochs < 1 or self.patience < 1:
-            raise ConfigError(
-                f"n_epochs and patience must be >= 1, got {self.n_epochs}, {self.patience}"
-            )
+        if not isinstance(self.reg_per_rating, bool):
+            raise ConfigError(f"reg_per_rating must be true or false, got {self.reg_per_rating!r}")
         if not self.init_std >= 0:
             raise ConfigError(f"init_std must be >= 0, got {self.init_std}")
 
@@ -175,7 +170,8 @@ class BiasedMF(Recommender):
     name: ClassVar[str] = "biased-mf"
     config_class: ClassVar[type[BaseConfig]] = BiasedMFConfig
     tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
-        # Log-spaced around the optima of ML-1M (0.07) and ML-100k (0.1); see BiasedMFConfig.
+        # Log-spaced around the validation optima of ML-1M (0.07) and ML-100k (0.1):
+        # docs/experiments.md.
         "reg": (0.05, 0.07, 0.1),
     }
     config: BiasedMFConfig
@@ -196,8 +192,8 @@ class BiasedMF(Recommender):
         i_cols, i_vals = u_idx[by_item_t], r[by_item_t]  # item rows -> user columns
         n_u = torch.from_numpy(train.user_counts().astype(np.float32))
         n_i = torch.from_numpy(train.item_counts().astype(np.float32))
-        scale_u = n_u if cfg.reg_scaling == "count" else torch.ones_like(n_u)
-        scale_i = n_i if cfg.reg_scaling == "count" else torch.ones_like(n_i)
+        scale_u = n_u if cfg.reg_per_rating else torch.ones_like(n_u)
+        scale_i = n_i if cfg.reg_per_rating else torch.ones_like(n_i)
         reg_bias = cfg.reg if cfg.reg_bias is None else cfg.reg_bias
         # Per-row penalties on the k factor entries and on the bias entry: (n_rows, k + 1).
         reg_u = torch.cat(
@@ -210,70 +206,62 @@ class BiasedMF(Recommender):
         self.user_factors = torch.zeros(self.n_users, k)
         self.item_factors = torch.randn(self.n_items, k, generator=generator) * cfg.init_std
         self.item_factors[n_i == 0] = 0.0
-        self.user_bias_ = torch.zeros(self.n_users)
-        self.item_bias_ = torch.zeros(self.n_items)
+        self.user_bias = torch.zeros(self.n_users)
+        self.item_bias = torch.zeros(self.n_items)
         ones_u, ones_i = torch.ones(self.n_users, 1), torch.ones(self.n_items, 1)
+        has_val = val is not None and val.n_ratings > 0
+        names = ("user_factors", "item_factors", "user_bias", "item_bias")
 
-        best: tuple[float, tuple[torch.Tensor, ...]] | None = None
-        since_best = 0
-        for epoch in range(1, cfg.n_epochs + 1):
-            started = time.perf_counter()
+        def run_epoch(epoch: int) -> EpochScores:
             # User step: unknowns [p_u, b_u], item features [q_i, 1], target r - mu - b_i.
             x = ridge_solve_rows(
                 user_ptr,
                 u_cols,
-                u_vals - self.item_bias_[u_cols],
+                u_vals - self.item_bias[u_cols],
                 torch.cat([self.item_factors, ones_i], 1),  # (n_items, k + 1)
                 reg_u,
             )
-            self.user_factors, self.user_bias_ = x[:, :k].contiguous(), x[:, k].contiguous()
+            self.user_factors, self.user_bias = x[:, :k].contiguous(), x[:, k].contiguous()
             # Item step: unknowns [q_i, b_i], user features [p_u, 1], target r - mu - b_u.
             y = ridge_solve_rows(
                 item_ptr,
                 i_cols,
-                i_vals - self.user_bias_[i_cols],
+                i_vals - self.user_bias[i_cols],
                 torch.cat([self.user_factors, ones_u], 1),  # (n_users, k + 1)
                 reg_i,
             )
-            self.item_factors, self.item_bias_ = y[:, :k].contiguous(), y[:, k].contiguous()
-            train_rmse = self._rmse(train)
-            if not math.isfinite(train_rmse):
-                raise ModelFitError(f"biased-mf diverged at sweep {epoch} (non-finite RMSE)")
-            self.history.train_rmse.append(train_rmse)
-            self.history.epoch_seconds.append(time.perf_counter() - started)
-            if val is None:
-                self.history.best_epoch = epoch
-                continue
-            val_rmse = self._rmse(val)
-            self.history.val_rmse.append(val_rmse)
-            log.debug("sweep %d: train %.4f val %.4f", epoch, train_rmse, val_rmse)
-            if best is None or val_rmse < best[0]:
-                # The patience clock restarts only on an improvement larger than min_delta.
-                since_best = (
-                    0 if best is None or val_rmse < best[0] - cfg.min_delta else since_best + 1
-                )
-                params = (self.user_factors, self.item_factors, self.user_bias_, self.item_bias_)
-                best = (val_rmse, params)
-                self.history.best_epoch = epoch
-            else:
-                since_best += 1
-            if since_best >= cfg.patience:
-                break
-        if best is not None:
-            # Each sweep builds new tensors, so the kept references are the best sweep's values.
-            self.user_factors, self.item_factors, self.user_bias_, self.item_bias_ = best[1]
+            self.item_factors, self.item_bias = y[:, :k].contiguous(), y[:, k].contiguous()
+            val_rmse = self._rmse(val) if has_val and val is not None else None
+            return EpochScores(self._rmse(train), val_rmse)
+
+        def snapshot(into: dict[str, Any] | None) -> dict[str, Any]:
+            # Each sweep builds new tensors, so references are the sweep's values: no copy.
+            return {name: getattr(self, name) for name in names}
+
+        def restore(kept: dict[str, Any]) -> None:
+            for name in names:
+                setattr(self, name, kept[name])
+
+        run_epochs(
+            self,
+            TrainingSteps(
+                run_epoch, snapshot, restore, state=lambda: snapshot(None), load_state=restore
+            ),
+            train,
+            val,
+        )
         self._to_numpy()
 
     def _to_numpy(self) -> None:
         self.user_factors = np.asarray(self.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(self.item_factors, dtype=np.float32)
-        self.user_bias_ = np.asarray(self.user_bias_, dtype=np.float32)
-        self.item_bias_ = np.asarray(self.item_bias_, dtype=np.float32)
+        self.user_bias = np.asarray(self.user_bias, dtype=np.float32)
+        self.item_bias = np.asarray(self.item_bias, dtype=np.float32)
 
     def _raw(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """mu + b_u + b_i + p_u . q_i for aligned index tensors (training-time tensors)."""
         dots = (self.user_factors[user_idx] * self.item_factors[item_idx]).sum(-1)  # (pairs,)
-        return self.global_mean + self.user_bias_[user_idx] + self.item_bias_[item_idx] + dots
+        return self.global_mean + self.user_bias[user_idx] + self.item_bias[item_idx] + dots
 
     def _rmse(self, part: Ratings) -> float:
         """RMSE over ``part`` of the predictions ``predict`` would return: clipped, and the
@@ -298,7 +286,7 @@ class BiasedMF(Recommender):
             u, i = user_idx[s : s + chunk], item_idx[s : s + chunk]
             dots = np.einsum("nk,nk->n", self.user_factors[u], self.item_factors[i])  # (pairs,)
             out[s : s + chunk] = (
-                self.global_mean + self.user_bias_[u].astype(np.float64) + self.item_bias_[i] + dots
+                self.global_mean + self.user_bias[u].astype(np.float64) + self.item_bias[i] + dots
             )
         return out
 
@@ -306,12 +294,12 @@ class BiasedMF(Recommender):
         return {
             "user_factors": self.user_factors,
             "item_factors": self.item_factors,
-            "user_bias": self.user_bias_,
-            "item_bias": self.item_bias_,
+            "user_bias": self.user_bias,
+            "item_bias": self.item_bias,
         }
 
     def _load_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         self.user_factors = state["user_factors"]
         self.item_factors = state["item_factors"]
-        self.user_bias_ = state["user_bias"]
-        self.item_bias_ = state["item_bias"]
+        self.user_bias = state["user_bias"]
+        self.item_bias = state["item_bias"]

@@ -1,6 +1,6 @@
 """Item-item k nearest neighbours with baseline correction and shrunk Pearson similarities.
 
-With baseline predictors ``b_ui = mu + b_u + b_i`` (:func:`autorec.models.baselines.fit_biases`,
+With baseline predictors ``b_ui = mu + b_u + b_i`` (:func:`autorec.models.biases.fit_biases`,
 Koren 2010, Sec. 2.1) and training residuals ``e_uj = r_uj - b_uj``:
 
 * **similarity** (Koren 2008, Sec. 2.2): the Pearson correlation of items i and j over the users
@@ -57,7 +57,7 @@ import scipy.sparse as sp
 from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError
 from autorec.models.base import BaseConfig, Recommender
-from autorec.models.baselines import fit_biases
+from autorec.models.biases import fit_biases
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +195,7 @@ class ItemKNN(Recommender):
     name: ClassVar[str] = "item-knn"
     config_class: ClassVar[type[BaseConfig]] = ItemKNNConfig
     tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
-        # ML-1M validation RMSE (seed 0). Shrinkage 100: k = 10 / 20 / 30 / 40 / 80 -> 0.8625 /
-        # 0.8558 / 0.8563 / 0.8576 / 0.8618. k = 20: shrinkage 200 / 400 -> 0.8548 / 0.8549.
-        # k = 40: shrinkage 50 / 100 / 200 -> 0.8596 / 0.8576 / 0.8566.
+        # Around the ML-1M validation optimum (docs/experiments.md, item-kNN).
         "k": (20, 30, 40),
         "shrinkage": (100.0, 200.0),
     }
@@ -205,7 +203,7 @@ class ItemKNN(Recommender):
 
     def _fit(self, train: Ratings, val: Ratings | None) -> None:
         cfg = self.config
-        self.user_bias_, self.item_bias_ = fit_biases(
+        self.user_bias, self.item_bias = fit_biases(
             train,
             self.global_mean,
             reg_user=cfg.baseline_reg_user,
@@ -215,8 +213,8 @@ class ItemKNN(Recommender):
         residual = (
             train.rating
             - self.global_mean
-            - self.user_bias_[train.user_idx]
-            - self.item_bias_[train.item_idx]
+            - self.user_bias[train.user_idx]
+            - self.item_bias[train.item_idx]
         ).astype(np.float32)  # (n_ratings,) e_uj
         self.similarity = shrunk_pearson(
             train.user_idx, train.item_idx, residual, self.n_users, self.n_items, cfg.shrinkage
@@ -229,7 +227,7 @@ class ItemKNN(Recommender):
         self.user_residuals = residual[by_user]
 
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        base = self.global_mean + self.user_bias_[user_idx] + self.item_bias_[item_idx]
+        base = self.global_mean + self.user_bias[user_idx] + self.item_bias[item_idx]
         return base + neighbour_offsets(
             self.similarity,
             self.user_indptr,
@@ -243,8 +241,8 @@ class ItemKNN(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "similarity": self.similarity,
-            "user_bias": self.user_bias_,
-            "item_bias": self.item_bias_,
+            "user_bias": self.user_bias,
+            "item_bias": self.item_bias,
             "user_indptr": self.user_indptr,
             "user_items": self.user_items,
             "user_residuals": self.user_residuals,
@@ -252,7 +250,7 @@ class ItemKNN(Recommender):
 
     def _load_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         self.similarity = state["similarity"]
-        self.user_bias_, self.item_bias_ = state["user_bias"], state["item_bias"]
+        self.user_bias, self.item_bias = state["user_bias"], state["item_bias"]
         self.user_indptr = state["user_indptr"]
         self.user_items = state["user_items"]
         self.user_residuals = state["user_residuals"]

@@ -18,19 +18,19 @@ rating lies within h of any anchor.
 
 **Local models.** ``q`` anchors (paper: 50) are drawn at random among the observed training
 pairs. Anchor ``t`` owns a rank-r model (paper: r = 20) of the residual of the damped bias
-baseline ``b_ui = mu + b_u + b_i`` (:func:`autorec.models.baselines.fit_biases`) with biases of
+baseline ``b_ui = mu + b_u + b_i`` (:func:`autorec.models.biases.fit_biases`) with biases of
 its own, ``f_t(u, i) = b_ui + c_{t,u} + d_{t,i} + U_{t,u} . V_{t,i}``, fitted to
 
 .. math::  \\min \\sum_{(u,i) \\in O} K_t(u, i) (r_{ui} - f_t(u, i))^2
            + \\sum_u \\lambda_{t,u} \\|(U_{t,u}, c_{t,u})\\|^2
            + \\sum_i \\lambda_{t,i} \\|(V_{t,i}, d_{t,i})\\|^2
 
-with ``lambda_{t,u} = reg * sum_i K_t(u, i)`` (``reg_scaling="weight"``: ALS-WR's weighted
-lambda, Zhou et al. 2008, with kernel mass in place of the rating count) or ``lambda = reg``
-(``"none"``, the paper's plain L2). The paper's local models factorise raw ratings with no
-biases (``center="none", local_biases=False``); both additions are ours and both pay on
-validation (ML-100k, q = 50: raw 0.994 against centred 0.923; ML-1M single flat model: with
-local biases 0.852, without 0.862). Only ratings with positive weight enter a local model.
+with ``lambda_{t,u} = reg * sum_i K_t(u, i)`` (``reg_per_kernel_mass=True``: ALS-WR's
+weighted lambda, Zhou et al. 2008, with kernel mass in place of the rating count) or
+``lambda = reg`` (``False``, the paper's plain L2). The paper's local models factorise raw
+ratings with no biases (``center="none", local_biases=False``); both additions are ours and
+both pay on validation (``docs/experiments.md``). Only ratings with positive weight enter a
+local model.
 
 **Optimiser.** Alternating least squares. With ``V_t`` fixed, each user's free vector
 ``x = (U_{t,u}, c_{t,u})`` solves
@@ -51,10 +51,8 @@ the denominator is 0. Training stops when the validation RMSE of this combined p
 not improved for ``patience`` epochs, keeping the best epoch's factors; the training RMSE of the
 history is measured on a fixed sample of 30,000 training ratings.
 
-**What validation says** (paper protocol, seed 0). Random restarts alone do much of the work: on
-ML-1M with q = 20, a flat kernel (20 differently initialised global models, averaged) reaches
-validation RMSE 0.8402, h = 1.0 0.8403, the paper's h = 0.8 0.8430, h = 0.6 0.8536. The tuning
-grid keeps h in {0.8, 1.0}; validation picks 1.0 on ML-100k and ML-1M.
+**What validation says** about the bandwidth, the regularisation and the embedding rank is in
+``docs/experiments.md`` (LLORMA).
 
 References:
     J. Lee, S. Kim, G. Lebanon, Y. Singer. Local Low-Rank Matrix Approximation. ICML 2013.
@@ -69,6 +67,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -77,9 +76,10 @@ import scipy.sparse as sp
 import torch
 
 from autorec.data.ratings import Ratings
-from autorec.errors import ConfigError, ModelFitError
+from autorec.errors import ConfigError
 from autorec.models.base import BaseConfig, Recommender
-from autorec.models.baselines import fit_biases
+from autorec.models.biases import fit_biases
+from autorec.models.training import EpochScores, IterativeConfig, TrainingSteps, run_epochs
 
 log = logging.getLogger(__name__)
 
@@ -90,29 +90,31 @@ _TRAIN_RMSE_SAMPLE = 30_000
 
 
 @dataclass(frozen=True)
-class LlormaConfig(BaseConfig):
-    """LLORMA hyperparameters; defaults follow Lee et al. (2013) where the paper fixes them."""
+class LlormaConfig(IterativeConfig):
+    """LLORMA hyperparameters; defaults follow Lee et al. (2013) where the paper fixes them. The
+    validation runs behind the others are in ``docs/experiments.md`` (LLORMA)."""
+
+    legacy_fields: ClassVar[dict[str, Callable[[Any], tuple[str, Any]]]] = {
+        # Saved before the rename (reg_scaling = "weight" | "none").
+        "reg_scaling": lambda value: ("reg_per_kernel_mass", value == "weight"),
+    }
 
     n_anchors: int = 50  # q = 50 anchor points (ICML 2013, Sec. 6, ML-1M/10M results)
     rank: int = 20  # local rank r = 20 (idem)
     # Epanechnikov width; paper: h = 0.8 (idem). Angles depend on the embedding, so h is tuned
-    # (tuning_grid); validation picks 1.0 (ML-1M seed 0, q = 50: 0.8 -> 0.8404, 1.0 -> 0.8389;
-    # ML-100k: 0.9164 -> 0.9114).
+    # (tuning_grid); 1.0 is what validation picks on ML-100k and ML-1M.
     bandwidth: float = 1.0
     kernel: Literal["epanechnikov", "flat"] = "epanechnikov"
-    # lambda of the local models; with reg_scaling="weight" it is per unit of kernel mass.
-    # Validation RMSE, ML-1M seed 0, q = 20: 0.02 -> 0.8453, 0.03 -> 0.8433, 0.04 -> 0.8430,
-    # 0.07 -> 0.8494 (a single flat model prefers ~0.06: averaging q models undoes overfitting).
-    reg: float = 0.035
-    reg_scaling: Literal["none", "weight"] = "weight"
+    reg: float = 0.035  # lambda of the local models (per unit of kernel mass by default)
+    # True: lambda_{t,u} = reg * (kernel mass of u's ratings), ALS-WR's weighted lambda;
+    # False: lambda = reg, the paper's plain L2.
+    reg_per_kernel_mass: bool = True
     # "bias": local models fit r - (mu + b_u + b_i) (our addition); "none": raw ratings (paper).
     center: Literal["bias", "none"] = "bias"
     # Local models learn user and item biases of their own (our addition; paper: none).
     local_biases: bool = True
-    # The embedding factorisation (raw ratings, no biases) whose angles define the kernel.
-    # Rank 5 with this lambda puts 86% (h = 0.8) and 97% (h = 1.0) of ML-1M's training
-    # ratings in an average anchor's support; rank 10 puts 80% at h = 0.8 (validation 0.8458
-    # against 0.8430 at q = 20).
+    # The embedding factorisation (raw ratings, no biases) whose angles define the kernel; rank
+    # 5 keeps most training ratings in an average anchor's support.
     embed_rank: int = 5
     embed_reg: float = 0.1  # lambda of the embedding factorisation (same scaling as reg)
     embed_epochs: int = 10  # its ALS sweeps
@@ -121,6 +123,7 @@ class LlormaConfig(BaseConfig):
     global_epochs: int = 10
     n_epochs: int = 20  # ALS sweeps of the local models (upper bound: early stopping)
     patience: int = 2  # sweeps without validation improvement before stopping
+    min_delta: float = 1e-6  # smaller validation gains are float noise, not improvements
     init_std: float = 0.1  # random factors start as N(0, init_std^2)
     bias_reg_user: float = 15.0  # damping of the bias baseline (Koren 2010, Surprise defaults)
     bias_reg_item: float = 10.0  # idem
@@ -138,14 +141,16 @@ class LlormaConfig(BaseConfig):
             raise ConfigError(f"kernel must be 'epanechnikov' or 'flat', got {self.kernel!r}")
         if self.center not in ("bias", "none"):
             raise ConfigError(f"center must be 'bias' or 'none', got {self.center!r}")
-        if self.reg_scaling not in ("none", "weight"):
-            raise ConfigError(f"reg_scaling must be 'none' or 'weight', got {self.reg_scaling!r}")
+        if not isinstance(self.reg_per_kernel_mass, bool):
+            raise ConfigError(
+                f"reg_per_kernel_mass must be true or false, got {self.reg_per_kernel_mass!r}"
+            )
         for name in ("reg", "embed_reg"):
             value = getattr(self, name)
             # ALS solves (G + lambda I) x = b: lambda = 0 leaves rows without data singular.
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("n_epochs", "embed_epochs", "global_epochs", "patience"):
+        for name in ("embed_epochs", "global_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.init_std > 0:
@@ -226,13 +231,13 @@ class WeightedALS:
         n_items: int,
         rank: int,
         reg: float,
-        reg_scaling: str,
+        reg_per_mass: bool,
         generator: torch.Generator,
         init_std: float,
         biases: bool = False,
     ) -> None:
         self.n_anchors, self.n_users, self.n_items, self.rank = n_anchors, n_users, n_items, rank
-        self.reg, self.reg_scaling, self.biases = reg, reg_scaling, biases
+        self.reg, self.reg_per_mass, self.biases = reg, reg_per_mass, biases
         # The users are drawn first, then the items: a one-anchor model started from the same
         # generator state starts exactly where the global factorisation does.
         u = torch.randn((n_anchors, n_users, rank), generator=generator) * init_std
@@ -323,7 +328,7 @@ class WeightedALS:
         rhs = side.weighted_target @ fixed  # (n_active, k)
         if offset is not None:
             rhs = rhs - side.weight @ (fixed * offset[:, None])  # target minus the fixed bias
-        lam = self.reg * side.mass if self.reg_scaling == "weight" else self.reg
+        lam = self.reg * side.mass if self.reg_per_mass else self.reg
         diag = np.arange(k)
         gram[:, diag, diag] += np.reshape(lam, (-1, 1))
         # numpy's batched LAPACK solve: per-system overhead is a few microseconds, far below
@@ -377,7 +382,7 @@ class Llorma(Recommender):
             train.n_items,
             rank,
             reg,
-            cfg.reg_scaling,
+            cfg.reg_per_kernel_mass,
             torch.Generator().manual_seed(cfg.seed),
             cfg.init_std,
             biases=biases,
@@ -429,7 +434,7 @@ class Llorma(Recommender):
             train.n_items,
             cfg.rank,
             cfg.reg,
-            cfg.reg_scaling,
+            cfg.reg_per_kernel_mass,
             torch.Generator().manual_seed(cfg.seed),
             cfg.init_std,
             biases=cfg.local_biases,
@@ -461,36 +466,29 @@ class Llorma(Recommender):
                 self.user_kernel, self.item_kernel, val.user_idx, val.item_idx
             )
 
-        best_val, best_epoch, stale = math.inf, 0, 0
-        best_state: tuple[np.ndarray, np.ndarray] | None = None
-        for epoch in range(1, cfg.n_epochs + 1):
-            t0 = time.perf_counter()
+        def run_epoch(epoch: int) -> EpochScores:
             self.local.sweep()
-            train_rmse = self._rmse(sample, sample_pairs)
-            if not math.isfinite(train_rmse):
-                raise ModelFitError(f"llorma diverged: training RMSE {train_rmse} at {epoch}")
-            val_rmse = self._rmse(val, val_pairs) if val_pairs is not None else math.nan
-            seconds = time.perf_counter() - t0
-            self.history.record(log, epoch, train_rmse, val_rmse, seconds)
-            if val_pairs is None:
-                best_epoch = epoch
-                continue
-            if val_rmse < best_val - 1e-6:
-                best_val, best_epoch, stale = val_rmse, epoch, 0
-                if best_state is None:
-                    best_state = (self.local.U.copy(), self.local.V.copy())
-                else:
-                    np.copyto(best_state[0], self.local.U)
-                    np.copyto(best_state[1], self.local.V)
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
-        if best_state is not None:
-            self.local.U, self.local.V = best_state
+            val_rmse = (
+                self._rmse(val, val_pairs) if val is not None and val_pairs is not None else None
+            )
+            return EpochScores(self._rmse(sample, sample_pairs), val_rmse)
+
+        def snapshot(into: dict[str, Any] | None) -> dict[str, Any]:
+            if into is None:
+                return {"U": self.local.U.copy(), "V": self.local.V.copy()}
+            np.copyto(into["U"], self.local.U)
+            np.copyto(into["V"], self.local.V)
+            return into
+
+        def restore(kept: dict[str, Any]) -> None:
+            self.local.U, self.local.V = kept["U"], kept["V"]
+
+        def state() -> dict[str, Any]:
+            return {"U": self.local.U, "V": self.local.V}
+
+        run_epochs(self, TrainingSteps(run_epoch, snapshot, restore, state, restore), train, val)
         # The sparse operators are for training only (hundreds of MB on ML-1M).
         self.local.user_sides, self.local.item_sides = [], []
-        self.history.best_epoch = best_epoch
 
     def _center(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """What the local models are fitted relative to: the bias baseline, or 0."""
@@ -572,7 +570,7 @@ class Llorma(Recommender):
             state["local_item"].shape[1],
             cfg.rank,
             cfg.reg,
-            cfg.reg_scaling,
+            cfg.reg_per_kernel_mass,
             torch.Generator().manual_seed(0),
             cfg.init_std,
             biases=cfg.local_biases,

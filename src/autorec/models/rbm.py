@@ -44,7 +44,8 @@ reconstructions are sampled, and the last visible reconstruction and all statist
 probabilities. The update is SGD with momentum, with weight decay on W only:
 ``vel <- momentum * vel + lr * (Delta / batch_rows - weight_decay * W)``, ``W <- W + vel``
 (the same for the biases, without decay). Training stops when the validation RMSE has not
-improved for ``patience`` epochs (never before ``min_epochs``), keeping the best weights.
+improved for ``patience`` epochs (never before ``min_epochs``), keeping the best weights
+(:mod:`autorec.models.training`).
 
 **Prediction** of position q of a row (the paper's fast approximation): ``p_j = p(h_j = 1 | V)``
 from the row's *training* ratings, then ``p(v_q = k | p) = softmax_k(b_qk + sum_j p_j W_qkj)``
@@ -70,7 +71,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -79,9 +79,10 @@ import numpy as np
 import torch
 
 from autorec.data.ratings import Ratings
-from autorec.errors import ConfigError, ModelFitError
+from autorec.errors import ConfigError
 from autorec.models.base import BaseConfig, Recommender
 from autorec.models.sparse import SparseRows, _csr, sddmm, spmm
+from autorec.models.training import EpochScores, IterativeConfig, TrainingSteps, run_epochs
 
 log = logging.getLogger(__name__)
 
@@ -92,40 +93,40 @@ MAX_RATING_VALUES = 20
 #: Training ratings on which the per-epoch training RMSE is measured.
 _MONITOR_RATINGS = 1 << 16
 
+#: Names of the RBMParams tensors in snapshots and checkpoints.
+_PARAM_NAMES = ("weight", "visible_bias", "hidden_bias")
+
 #: ``uniform(shape)`` returns U(0, 1) draws of that shape; CD takes it as an argument so that a
 #: test can fix the sampled states.
 Uniform = Callable[[tuple[int, ...]], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class RBMConfig(BaseConfig):
-    """RBM-CF hyperparameters (Salakhutdinov et al. 2007 unless said otherwise)."""
+class RBMConfig(IterativeConfig):
+    """RBM-CF hyperparameters (Salakhutdinov et al. 2007 unless said otherwise). The validation
+    runs behind the choices are in ``docs/experiments.md`` (RBM)."""
 
     variant: Literal["item", "user"] = "item"  # I-RBM is the stronger one in AutoRec's Table 1a
-    # F. The paper shows F = 100 on Netflix; on ML-1M validation (i-rbm, seed 0) more hidden units
-    # fit better: F = 100 -> 0.876, 300 -> 0.871, 500 -> 0.868 (lr 0.1, batch 100).
+    # F. The paper shows F = 100 on Netflix; on ML-1M validation more hidden units fit better.
     n_hidden: int = 500
     # Learning rate of weights and biases, applied to the gradient averaged over the batch rows.
-    # Lower is better but slower (ML-1M i-rbm validation, batch 300: 0.135 -> 0.8715,
-    # 0.045 -> 0.8566 at epoch 27, 0.025 -> 0.8548 at epoch 38); 0.045 is the compromise.
+    # Lower is better but slower; 0.045 is the compromise on ML-1M.
     lr: float = 0.045
     momentum: float = 0.9  # Hinton's practical guide (UTML TR 2010-003), Sec. 9
-    # L2 decay of W (not the biases), in the update as lr * weight_decay * W. Tuned on validation
-    # (tuning_grid); on ML-1M 0.001 and 0.003 tie (0.8568, 0.8566) and 0.01 is worse.
+    # L2 decay of W (not the biases), in the update as lr * weight_decay * W; tuned on
+    # validation (tuning_grid).
     weight_decay: float = 0.001
     # Rows per minibatch (the paper uses 1000 users on Netflix). Per epoch, progress depends on
-    # lr / batch_size; 300 rows cost 2.1 s per ML-1M epoch against 3.9 s for 100 rows at the
-    # same ratio and the same validation RMSE (0.8566 vs 0.8562).
+    # lr / batch_size; 300 rows are faster per epoch than 100 at the same ratio and as good.
     batch_size: int = 300
     n_epochs: int = 100  # upper bound; early stopping on validation ends sooner
     patience: int = 5  # epochs without validation improvement before stopping
     # Never stop before this epoch: while W is still near its initial value the validation RMSE
-    # first rises a little (u-rbm on ML-100k: 1.022 -> 1.029 over epochs 1-5, then falls).
+    # first rises a little.
     min_epochs: int = 15
+    min_delta: float = 1e-6  # smaller validation gains are float noise, not improvements
     # CD-T schedule: T = cd_steps[s] from epoch cd_epochs[s] on (1-based); the paper raises T
-    # from 1 to 3, 5 and 9 as learning progresses. On ML-1M the validation
-    # optimum comes after 20 to 40 epochs; raising T earlier (epochs 10, 20, 30) gave the same
-    # RMSE (0.8563 vs 0.8566) for 1.6 times the time.
+    # from 1 to 3, 5 and 9 as learning progresses.
     cd_steps: tuple[int, ...] = (1, 3, 5, 9)
     cd_epochs: tuple[int, ...] = (1, 25, 35, 45)
     init_std: float = 0.01  # W ~ N(0, 0.01^2): Hinton's guide, Sec. 8
@@ -142,11 +143,8 @@ class RBMConfig(BaseConfig):
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if self.batch_size < 1 or self.n_epochs < 1 or self.patience < 1 or self.min_epochs < 0:
-            raise ConfigError(
-                f"batch_size, n_epochs and patience must be >= 1 and min_epochs >= 0, got "
-                f"{self.batch_size}, {self.n_epochs}, {self.patience}, {self.min_epochs}"
-            )
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         object.__setattr__(self, "cd_steps", tuple(int(t) for t in self.cd_steps))
         object.__setattr__(self, "cd_epochs", tuple(int(e) for e in self.cd_epochs))
         if (
@@ -482,9 +480,8 @@ class RBM(Recommender):
             cfg.n_hidden,
             train.n_ratings,
         )
-        best_val, best_params, best_epoch, stale = math.inf, None, 0, 0
-        for epoch in range(1, cfg.n_epochs + 1):
-            started = time.perf_counter()
+
+        def run_epoch(epoch: int) -> EpochScores:
             n_steps = cfg.cd_steps_at(epoch)
             order = active[torch.randperm(len(active), generator=generator).numpy()]
             for start in range(0, len(order), cfg.batch_size):
@@ -505,30 +502,41 @@ class RBM(Recommender):
                         vel.add_(param, alpha=-cfg.lr * decay)
                     param.add_(vel)
             self._row_hidden = hidden_probs(self.params, train_rows, None)  # (n_rows, F)
-            train_rmse = self._rmse(monitor_rows, monitor_target, None)
-            val_rmse = math.nan
+            val_rmse = None
             if val_rows is not None:
                 val_rmse = self._rmse(val_rows, val_target, val_fallback)
-            if not math.isfinite(train_rmse):
-                raise ModelFitError(
-                    f"{self.model_name} diverged at epoch {epoch} (non-finite predictions); "
-                    "try a smaller lr"
-                )
-            seconds = time.perf_counter() - started
-            self.history.record(log, epoch, train_rmse, val_rmse, seconds, f"CD-{n_steps}")
-            if val_rows is None:
-                best_epoch = epoch
-                continue
-            if val_rmse < best_val - 1e-6:
-                best_val, best_epoch, stale = val_rmse, epoch, 0
-                best_params = self.params.clone()
-            else:
-                stale += 1
-                if stale >= cfg.patience and epoch >= cfg.min_epochs:
-                    break
-        if best_params is not None:
-            self.params = best_params
-        self.history.best_epoch = best_epoch
+            train_rmse = self._rmse(monitor_rows, monitor_target, None)
+            return EpochScores(train_rmse, val_rmse, f"CD-{n_steps}")
+
+        def snapshot(into: dict[str, Any] | None) -> dict[str, Any]:
+            return dict(zip(_PARAM_NAMES, self.params.clone().tensors(), strict=True))
+
+        def restore(kept: dict[str, Any]) -> None:
+            self.params = RBMParams(*(kept[name] for name in _PARAM_NAMES))
+
+        def state() -> dict[str, Any]:
+            return {"params": list(self.params.tensors()), "velocity": velocity}
+
+        def load_state(saved: dict[str, Any]) -> None:
+            self.params = RBMParams(*saved["params"])
+            for vel, value in zip(velocity, saved["velocity"], strict=True):
+                vel.copy_(value)
+
+        run_epochs(
+            self,
+            TrainingSteps(
+                run_epoch,
+                snapshot,
+                restore,
+                state,
+                load_state,
+                rank_state=lambda: {"generator": generator.get_state()},
+                load_rank_state=lambda saved: generator.set_state(saved["generator"]),
+                divergence_hint="try a smaller lr",
+            ),
+            train,
+            val,
+        )
         self._row_hidden = hidden_probs(self.params, train_rows, None)
 
     @staticmethod

@@ -1,0 +1,60 @@
+"""The model contract (``contract.py``) over every registered model name.
+
+The names come from ``autorec.models.MODEL_NAMES``, so registering a model puts it under the
+contract; ``FAST`` gives each a configuration that fits the 120 x 80 contract data in about a
+second (a name missing there fails ``test_every_registered_model_has_fast_settings``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from autorec.models import MODEL_NAMES, make_model
+
+from .contract import RecommenderContract
+
+_AUTOREC = dict(hidden=(16,), lam=1.0, n_epochs=60, patience=10)
+_RBM = dict(
+    n_hidden=16,
+    lr=0.1,
+    weight_decay=0.01,
+    batch_size=10,
+    n_epochs=20,
+    patience=5,
+    min_epochs=0,
+    cd_epochs=(1, 6, 9, 12),
+)
+FAST: dict[str, dict[str, Any]] = {
+    "i-autorec": _AUTOREC,
+    "u-autorec": _AUTOREC,
+    "bias": {},
+    "biased-mf": dict(rank=5, reg=0.05, n_epochs=8),
+    "item-knn": dict(k=10, shrinkage=10.0),
+    "llorma": dict(n_anchors=5, rank=3, embed_rank=3),
+    "i-rbm": _RBM,
+    "u-rbm": _RBM,
+}
+
+
+def test_every_registered_model_has_fast_settings() -> None:
+    assert sorted(FAST) == sorted(MODEL_NAMES)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny problems: extra threads only add wake-ups to the many small sparse products.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class TestEveryRegisteredModel(RecommenderContract):
+    @pytest.fixture(scope="class", params=MODEL_NAMES)
+    @classmethod
+    def make_model(cls, request):
+        name = request.param
+        return lambda seed=0: make_model(name, seed=seed, **FAST.get(name, {}))
