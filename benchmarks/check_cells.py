@@ -5,7 +5,7 @@
 
 Each argument names a stored cell, ``DATASET/SETTING[/seedN]`` (seed 0 when omitted), i.e. the
 file ``docs/results/DATASET/cells/SETTING/seedN.json``. The cell is run again through the same
-machinery that wrote it (:func:`autorec.reproduce._run_cell`: the protocol with the cell's
+machinery that wrote it (:func:`autorec.reproduce.schedule._run_cell`: the protocol with the cell's
 overrides and grid), with ONE torch thread, as the committed cells were computed, and every
 number the record holds is compared for exact equality: test RMSE and MAE, the validation RMSE,
 the chosen hyperparameters (including the retrain's epoch count), every grid candidate's
@@ -69,7 +69,9 @@ def _tupled(value: Any) -> Any:
 
 def check(spec: str, data_dir: str | None, reference: dict[str, Any] | None) -> dict[str, Any]:
     from autorec.data import load_dataset
-    from autorec.reproduce import Cell, Plan, _run_cell, run_protocol
+    from autorec.protocol import run_protocol
+    from autorec.reproduce import Cell, Plan
+    from autorec.reproduce.schedule import _run_cell
 
     dataset, setting, seed, path = _cell_path(spec)
     payload = json.loads(path.read_text())

@@ -9,7 +9,7 @@ import pytest
 from autorec import protocol
 from autorec.data import paper_split
 from autorec.models import get_model_class
-from autorec.protocol import MAX_EXTENSIONS, grid_points, merge, next_above, run_protocol
+from autorec.protocol import MAX_EXTENSIONS, grid_points, next_above, run_protocol
 
 
 def test_grid_points_is_the_cartesian_product_in_fixed_order() -> None:
@@ -19,7 +19,7 @@ def test_grid_points_is_the_cartesian_product_in_fixed_order() -> None:
 
 def test_merge_restores_the_training_part(low_rank) -> None:
     split = paper_split(low_rank, seed=0)
-    both = merge(split.train, split.val)
+    both = split.train.merge(split.val)
     assert both.n_ratings == split.train.n_ratings + split.val.n_ratings
     assert both.n_ratings + split.test.n_ratings == low_rank.n_ratings
     assert not both.has_duplicates()

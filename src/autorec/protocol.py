@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from autorec.data.ratings import Ratings
 from autorec.data.split import Split, paper_split
 from autorec.evaluation import evaluate
@@ -42,24 +40,6 @@ log = logging.getLogger(__name__)
 # How many values beyond the top of a grid the protocol tries for an open-above key (1000 ->
 # 3000 -> 10000 -> 30000 -> 100000), so a rising validation curve cannot run forever.
 MAX_EXTENSIONS = 4
-
-
-def merge(a: Ratings, b: Ratings) -> Ratings:
-    """Union of two rating sets over the same vocabularies (e.g. train + validation)."""
-    if a.users != b.users or a.items != b.items:
-        raise ValueError("cannot merge ratings with different vocabularies")
-    ts = None
-    if a.timestamp is not None and b.timestamp is not None:
-        ts = np.concatenate([a.timestamp, b.timestamp])
-    return Ratings(
-        user_idx=np.concatenate([a.user_idx, b.user_idx]),
-        item_idx=np.concatenate([a.item_idx, b.item_idx]),
-        rating=np.concatenate([a.rating, b.rating]),
-        users=a.users,
-        items=a.items,
-        rating_scale=a.rating_scale,
-        timestamp=ts,
-    )
 
 
 @dataclass
@@ -170,7 +150,7 @@ def run_protocol(
             fixed["n_epochs"] = model.history.best_epoch
             chosen["n_epochs"] = model.history.best_epoch
         history = model.history
-        model = make_model(model_name, **fixed).fit(merge(split.train, split.val))
+        model = make_model(model_name, **fixed).fit(split.train.merge(split.val))
         # Keep the validation record of the run that chose the settings.
         model.history.val_rmse = history.val_rmse
         model.history.best_epoch = history.best_epoch

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autorec.models import get_model_class, make_model
+from autorec.models.training import is_iterative
 from autorec.protocol import needs_extension
 from autorec.reproduce.experiments import QUICK_EPOCHS, TABLES, Row, rows
 
@@ -68,16 +69,10 @@ class Plan:
         return list(seen.values())
 
 
-def _is_iterative(config_class: type) -> bool:
-    """Whether a model trains for a number of epochs (which ``--quick`` caps)."""
-    # lead: switch to models.training.is_iterative
-    return "n_epochs" in config_class.__dataclass_fields__
-
-
 def cell_overrides(cell: Cell, quick: bool) -> dict[str, Any]:
     """Config fields for a cell: the row's settings, the seed and, with ``quick``, fewer epochs."""
     overrides = {**dict(cell.overrides), "seed": cell.seed}
-    if quick and _is_iterative(get_model_class(cell.model).config_class):
+    if quick and is_iterative(get_model_class(cell.model).config_class):  # --quick caps epochs
         default_epochs = make_model(cell.model).config.n_epochs  # type: ignore[attr-defined]
         overrides["n_epochs"] = min(default_epochs, QUICK_EPOCHS)
     return overrides
