@@ -17,3 +17,8 @@ class ModelFitError(AutorecError, RuntimeError):
 
 class ConfigError(AutorecError, ValueError):
     """An invalid model configuration or command-line option."""
+
+
+class ModelFileError(AutorecError, ValueError):
+    """A model folder that cannot be saved into or loaded: missing, damaged, edited, of an
+    unsupported format, or already holding a model. The message names the file and the problem."""
