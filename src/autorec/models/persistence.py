@@ -100,7 +100,7 @@ def save_model(
     payload = safetensors.numpy.save(arrays)
     digest = hashlib.sha256(payload).hexdigest()
     weights_name = f"weights-{digest[:16]}.safetensors"
-    meta = _model_meta(model, arrays, weights_name, digest)
+    meta = _model_meta(model, arrays, weights_name, len(payload), digest)
     path.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path, lock_timeout):
         # Checked again under the lock: two writers without overwrite must not both pass.
@@ -156,7 +156,7 @@ def _model_arrays(model: Recommender) -> dict[str, np.ndarray]:
 
 
 def _model_meta(
-    model: Recommender, arrays: dict[str, np.ndarray], weights_name: str, digest: str
+    model: Recommender, arrays: dict[str, np.ndarray], weights_name: str, size: int, digest: str
 ) -> dict[str, Any]:
     meta = {
         "format_version": FORMAT_VERSION,
@@ -173,6 +173,7 @@ def _model_meta(
         "extra": model._extra_meta(),
         "weights": {
             "file": weights_name,
+            "size": size,
             "sha256": digest,
             "tensors": {
                 k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()
@@ -393,6 +394,9 @@ def _check_weights_record(meta_file: Path, weights: dict[str, Any]) -> None:
     if not (isinstance(name, str) and _WEIGHTS_NAME.fullmatch(name)):
         # Also what keeps a reader inside the folder: no "../" or absolute path.
         raise _fail(meta_file, f"weights.file must be weights-<16 hex>.safetensors, got {name!r}")
+    size = weights.get("size")
+    if not (_is_int(size) and size >= 0):
+        raise _fail(meta_file, f"weights.size must be a byte count, got {_show(size)}")
     digest = weights.get("sha256")
     if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
         raise _fail(meta_file, f"weights.sha256 must be 64 hex digits, got {_show(digest)}")
@@ -451,6 +455,13 @@ def _build(
     extra = meta.get("extra", {})
 
     if version >= 2:
+        recorded = meta["weights"]["size"]
+        if len(blob) != recorded:
+            what = "truncated" if len(blob) < recorded else "damaged"
+            raise _fail(
+                weights_file,
+                f"is {len(blob)} bytes but {meta_file.name} records {recorded}: the file is {what}",
+            )
         actual = hashlib.sha256(blob).hexdigest()
         if actual != meta["weights"]["sha256"]:
             raise _fail(
@@ -569,8 +580,9 @@ def _vocabulary(meta_file: Path, key: str, ids: list) -> IdIndex:
     elif all(isinstance(v, str) for v in ids):
         arr = np.asarray(ids, dtype=str)
     else:
-        bad = next(v for v in ids if not isinstance(v, type(ids[0])) or isinstance(v, bool))
-        raise _fail(meta_file, f"{key} must be all integers or all strings, found {_show(bad)}")
+        odd = [v for v in ids if not (_is_int(v) or isinstance(v, str))]
+        found = _show(odd[0]) if odd else "both"
+        raise _fail(meta_file, f"{key} must be all integers or all strings, found {found}")
     try:
         return IdIndex(arr)
     except ValueError as exc:
