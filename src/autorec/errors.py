@@ -35,3 +35,8 @@ class TrainingInterrupted(AutorecError):
             else "no checkpoint was written"
         )
         super().__init__(f"training interrupted by {signal_name} {where}; {kept}")
+
+
+class ModelFileError(AutorecError, ValueError):
+    """A model folder that cannot be saved into or loaded: missing, damaged, edited, of an
+    unsupported format, or already holding a model. The message names the file and the problem."""

@@ -9,6 +9,7 @@ extra configuration. A subclass provides the class-scoped fixture ``make_model``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -93,11 +94,11 @@ class RecommenderContract:
             fitted.predict(test.user_idx, test.item_idx),
         )
         assert loaded.recommend(fitted.users.ids[0], 5) == fitted.recommend(fitted.users.ids[0], 5)
-        # Loading never unpickles: the folder holds JSON and safetensors only.
-        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-            "model.json",
-            "weights.safetensors",
-        ]
+        # Loading never unpickles: the folder holds JSON and safetensors only (and the
+        # writers' empty lock file).
+        names = sorted(p.name for p in (tmp_path / "m").iterdir())
+        assert len(names) == 3 and names[:2] == [".lock", "model.json"]
+        assert re.fullmatch(r"weights-[0-9a-f]{16}\.safetensors", names[2])
 
     def test_recommend_excludes_seen_and_is_sorted(self, fitted, low_rank_split) -> None:
         train = low_rank_split.train

@@ -60,7 +60,9 @@ def check_model_dir(path: Path, option: str, overwrite: bool) -> bool:
     check_output_dir(path, option)
     if not path.is_dir() or not any(path.iterdir()):
         return False
-    if not (path / "model.json").exists():
+    from autorec.models.persistence import holds_model
+
+    if not holds_model(path):
         raise ConfigError(
             f"{option} {path}: the folder is not empty and holds no saved model; "
             "choose a new or empty folder"

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     end_phase()
     if not is_main_process():
         return 0
-    model.save(out_dir)
+    model.save(out_dir, overwrite=replacing)
     write_json(args.json, summary_json(dataset.name, args.model, model.config.to_dict(), [record]))
     if not args.no_test:
         chosen = record["hyperparameters"]

@@ -20,9 +20,7 @@ items without training ratings, i.e. the middle of the 1..5 scale (``fallback="c
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import platform
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,10 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
-import torch
-from safetensors.numpy import load_file, save_file
 
-import autorec
 from autorec.data.ratings import IdIndex, Ratings
 from autorec.errors import ConfigError
 from autorec.models.biases import fit_biases
@@ -43,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: content-addressed weights, sha256 of weights and model.json, tensor shapes (persistence.py)
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -280,84 +276,25 @@ class Recommender(ABC):
         return [(self.items.ids[i].item(), float(scores[i])) for i in order]
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write ``model.json`` and ``weights.safetensors`` into the folder ``path``."""
-        self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        arrays = {
-            "base.user_seen": self.user_seen.astype(np.uint8),
-            "base.item_seen": self.item_seen.astype(np.uint8),
-            "base.user_bias": self._user_bias,
-            "base.item_bias": self._item_bias,
-            "base.seen_indptr": self._seen_indptr,
-            "base.seen_items": self._seen_item_idx,
-        }
-        for key, value in self._state().items():
-            arrays[f"model.{key}"] = np.ascontiguousarray(value)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "model": self.model_name,
-            "config": self.config.to_dict(),
-            "users": self.users.to_list(),
-            "items": self.items.to_list(),
-            "rating_scale": list(self.rating_scale),
-            "global_mean": self.global_mean,
-            "fallback_mean": self._fallback_mean,
-            "history": dataclasses.asdict(self.history),
-            "extra": self._extra_meta(),
-            "versions": {
-                "autorec": autorec.__version__,
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
-        }
-        # Write to temporary names first so a crash never leaves a half-written model behind.
-        tmp_weights = path / "weights.safetensors.tmp"
-        tmp_meta = path / "model.json.tmp"
-        save_file(arrays, str(tmp_weights))
-        tmp_meta.write_text(json.dumps(meta, indent=1))
-        tmp_weights.replace(path / "weights.safetensors")
-        tmp_meta.replace(path / "model.json")
-        return path
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save into the folder ``path``: content-addressed safetensors weights, then
+        ``model.json`` (the commit point) with hashes, config, vocabularies and versions.
+
+        Atomic (a reader sees the old model or the new one), locked against a second writer,
+        and refused over an existing model unless ``overwrite``: see
+        :mod:`autorec.models.persistence`.
+        """
+        from autorec.models.persistence import save_model
+
+        return save_model(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
-        """Load a model saved by :meth:`save` (any registered model when called on the base)."""
-        from autorec.models import get_model_class
+        """Load and verify a model saved by :meth:`save` (any registered model when called on
+        the base); anything damaged or edited raises one ``ModelFileError``."""
+        from autorec.models.persistence import load_model
 
-        path = Path(path)
-        meta_file = path / "model.json"
-        if not meta_file.is_file():
-            raise ConfigError(f"no saved model in {path} (missing {meta_file.name})")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ConfigError(
-                f"{meta_file}: format_version {meta.get('format_version')} is not supported"
-            )
-        model_cls = get_model_class(meta["model"])
-        if cls is not Recommender and not issubclass(model_cls, cls):
-            raise ConfigError(f"{path} holds a {meta['model']} model, not {cls.__name__}")
-        model = model_cls(model_cls.config_class.from_dict(meta["config"]))
-        arrays = load_file(str(path / "weights.safetensors"))
-        model.users = IdIndex.from_list(meta["users"])
-        model.items = IdIndex.from_list(meta["items"])
-        model.n_users, model.n_items = len(model.users), len(model.items)
-        model.rating_scale = (float(meta["rating_scale"][0]), float(meta["rating_scale"][1]))
-        model.global_mean = float(meta["global_mean"])
-        model._fallback_mean = float(meta["fallback_mean"])
-        model.user_seen = arrays["base.user_seen"].astype(bool)
-        model.item_seen = arrays["base.item_seen"].astype(bool)
-        model._user_bias = arrays["base.user_bias"]
-        model._item_bias = arrays["base.item_bias"]
-        model._seen_indptr = arrays["base.seen_indptr"]
-        model._seen_item_idx = arrays["base.seen_items"]
-        model.history = FitHistory(**meta.get("history", {}))
-        state = {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")}
-        model._load_state(state, meta.get("extra", {}))
-        model._fitted = True
-        return model
+        return load_model(cls, path)
 
     # -- for subclasses ----------------------------------------------------------------------
     @abstractmethod
