@@ -321,25 +321,34 @@ class _CandidateStore:
         self.run = hashlib.sha256(described.encode()).hexdigest()
         self.run += ratings_fingerprint(split.train, split.val, split.test)
         path = checkpoints.candidates_path
-        if not checkpoints.resume:
-            if self.writes and checkpoints.directory.exists():
-                shutil.rmtree(checkpoints.directory)
-            return
-        if not path.is_file():
-            if checkpoints.directory.is_dir():
-                log.info("resuming from %s (no grid point had finished)", checkpoints.directory)
-            return
-        try:
-            saved = json.loads(path.read_text())
-            entries, run = saved["entries"], saved["run"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: not a readable record of finished fits ({exc})") from None
-        if run != self.run:
-            raise ConfigError(
-                f"{checkpoints.directory} holds the checkpoints of another run (other data, "
-                "model, options or seed); remove that folder to start afresh"
+        if checkpoints.resume and path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+                entries, run = saved["entries"], saved["run"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(
+                    f"{path}: not a readable record of finished fits ({exc})"
+                ) from None
+            if run != self.run:
+                raise ConfigError(
+                    f"{checkpoints.directory} holds the checkpoints of another run (other data, "
+                    "model, options or seed); remove that folder to start afresh"
+                )
+            self.entries = entries
+            log.info(
+                "resuming from %s: %d grid point(s) finished", checkpoints.directory, len(entries)
             )
-        self.entries = entries
+            return
+        if self.writes and checkpoints.directory.exists():
+            shutil.rmtree(checkpoints.directory)  # not resuming: what is there is stale
+        # Written before any fit, so every checkpoint in the folder is tied to this run.
+        self._write()
+
+    def _write(self) -> None:
+        if self.checkpoints is None or not self.writes:
+            return
+        stored = [{k: v for k, v in e.items() if k != "reused"} for e in self.entries]
+        atomic_write_json(self.checkpoints.candidates_path, {"run": self.run, "entries": stored})
 
     @property
     def seconds_before(self) -> float:
@@ -383,8 +392,7 @@ class _CandidateStore:
         if best_model is not None:
             # The model tested without a retrain: kept while it is the best so far.
             best_model.save(folder / f"{entry['key']}.model", overwrite=True)
-        stored = [{k: v for k, v in e.items() if k != "reused"} for e in self.entries]
-        atomic_write_json(self.checkpoints.candidates_path, {"run": self.run, "entries": stored})
+        self._write()
         if best_model is not None:
             for other in folder.glob("*.model"):
                 if other.name != f"{entry['key']}.model":

@@ -25,7 +25,7 @@ from autorec.cli.outputs import (
     summary_json,
     write_json,
 )
-from autorec.errors import ConfigError
+from autorec.errors import ConfigError, ModelFitError
 
 #: How often a fit checkpoints by default. One checkpoint of I-AutoRec on ML-1M (hidden 500,
 #: RProp) takes 0.06-0.2 s against 0.5 s per epoch on one CPU thread, so a checkpoint per epoch
@@ -195,17 +195,21 @@ def run(args: argparse.Namespace) -> int:
         # One run of the protocol with nothing to tune: fit on train with early stopping on
         # validation, then (unless --no-retrain) retrain on train + validation for the chosen
         # number of epochs, and score the test set once.
-        result = run_protocol(
-            dataset.ratings,
-            args.model,
-            seed=args.seed,
-            overrides=overrides,
-            grid={},
-            retrain=not args.no_retrain,
-            split=split,
-            progress=reporter.phase_hook() if reporter is not None else None,
-            checkpoints=checkpoints,
-        )
+        try:
+            result = run_protocol(
+                dataset.ratings,
+                args.model,
+                seed=args.seed,
+                overrides=overrides,
+                grid={},
+                retrain=not args.no_retrain,
+                split=split,
+                progress=reporter.phase_hook() if reporter is not None else None,
+                checkpoints=checkpoints,
+            )
+        except ModelFitError:
+            checkpoints.remove()  # a diverged run is not resumed: the same options diverge again
+            raise
         model, record = result.model, result.record
         record["hyperparameters"] = {**overrides, **record["hyperparameters"]}
         seconds = record["train_seconds"]
