@@ -166,7 +166,10 @@ def _interrupted(signal_name: str, exc: BaseException, checkpoints: Path | None)
         line += f"; checkpoint kept at {kept}; run the same command with --resume to continue"
     elif isinstance(exc, TrainingInterrupted) and exc.checkpoint is not None:
         line += f"; checkpoint kept at {exc.checkpoint}"
-    print(line, file=sys.stderr)
+    from autorec.distributed import DistEnv
+
+    if DistEnv.from_environ().is_main:  # under torchrun every rank stops; one line is enough
+        print(line, file=sys.stderr)
     return 143 if signal_name == "SIGTERM" else 130
 
 
