@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 
 from autorec.cli import main
-from autorec.cli.progress import EpochLogBridge, ProgressReporter
+from autorec.cli.progress import ProgressReporter, ReporterLogHandler
+from autorec.models.training import Progress, epoch_log
+from autorec.protocol import run_protocol
 
 
 class Terminal(io.StringIO):
@@ -45,42 +46,61 @@ class Recorder(ProgressReporter):
         super().__init__(io.StringIO())
         self.calls: list[tuple] = []
 
-    def start(self, phase: str, total: int | None) -> None:
-        self.calls.append(("start", phase, total))
+    def start(self, phase: str, total: int | None, done: int = 0) -> None:
+        super().start(phase, total, done)
+        self.calls.append(("start", phase, total, done))
 
-    def update(self, epoch, train_rmse, val_rmse, best_val) -> None:
+    def update(self, epoch, train_rmse, val_rmse, best_val, stopping=False) -> None:
         self.calls.append(("update", epoch, val_rmse, best_val))
 
 
-def _epoch_record(epoch: int, val: float) -> logging.LogRecord:
-    return logging.LogRecord(
-        "autorec.models.autorec",
-        logging.INFO,
-        __file__,
-        1,
-        "epoch %d%s train_rmse=%.4f val_rmse=%.4f seconds=%.2f",
-        (epoch, "", 1.0, val, 0.1),
-        None,
-    )
-
-
-def test_the_bridge_reads_phases_off_the_epoch_log_lines() -> None:
+def test_the_protocol_reports_each_fit_as_a_phase(low_rank) -> None:
+    # Through the real hook path: run_protocol -> fit -> run_epochs -> Progress -> reporter.
     reporter = Recorder()
-    bridge = EpochLogBridge(reporter, max_epochs=50)
-    # One grid point whose best validation is at epoch 2, then the retrain (val nan).
-    for epoch, val in ((1, 0.95), (2, 0.90), (3, 0.92)):
-        bridge.emit(_epoch_record(epoch, val))
-    for epoch in (1, 2):
-        bridge.emit(_epoch_record(epoch, math.nan))
-    assert reporter.calls == [
-        ("start", "fit 1", 50),
-        ("update", 1, 0.95, 0.95),
-        ("update", 2, 0.90, 0.90),
-        ("update", 3, 0.92, 0.90),
-        ("start", "retrain", 2),  # the protocol retrains for the best epoch
-        ("update", 1, None, None),
-        ("update", 2, None, None),
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid={"lam": (1.0, 100.0)},
+        open_above=(),
+        overrides={"hidden": (4,), "n_epochs": 6, "patience": 2},
+        progress=reporter.phase_hook("seed 0: "),
+    )
+    starts = [c[1:] for c in reporter.calls if c[0] == "start"]
+    chosen = result.record["hyperparameters"]["n_epochs"]
+    # Each grid point runs at most n_epochs; the retrain exactly the epochs validation chose.
+    assert starts == [("seed 0: lam=1 (1/2)", 6, 0), ("seed 0: lam=100 (2/2)", 6, 0)] + [
+        ("seed 0: retrain", chosen, 0)
     ]
+    first = [c for c in reporter.calls[1:] if c[0] == "update"][
+        : result.candidates[0]["best_epoch"]
+    ]
+    vals = [c[2] for c in first]
+    assert [c[3] for c in first] == [min(vals[: i + 1]) for i in range(len(vals))]  # best so far
+    retrain = reporter.calls[-chosen:]
+    assert [c[1] for c in retrain] == list(range(1, chosen + 1))
+    assert all(c[2] is None and c[3] is None for c in retrain)  # no validation: no val_rmse=nan
+
+
+def test_a_resumed_phase_starts_where_its_checkpoint_was() -> None:
+    reporter = Recorder()
+    hook = reporter.phase_hook()
+    for epoch in (5, 6):
+        hook("fit", Progress(epoch, 8, 1.0, 0.9, 0.9, epoch, 0.1, 0.1, epoch == 6))
+    assert reporter.calls[0] == ("start", "fit", 8, 4)
+    assert reporter.phase is None  # the last epoch closed the phase
+
+
+def test_log_lines_go_through_the_reporter_without_the_epoch_lines() -> None:
+    stream = io.StringIO()
+    handler = ReporterLogHandler(ProgressReporter(stream))
+    info = dict(level=logging.INFO, pathname=__file__, lineno=1, args=(), exc_info=None)
+    handler.emit(logging.LogRecord(epoch_log.name, msg="epoch 1 train_rmse=1.0", **info))
+    handler.emit(logging.LogRecord("autorec.protocol", msg="validation RMSE 0.9", **info))
+    assert stream.getvalue() == "validation RMSE 0.9\n"
+    verbose = ReporterLogHandler(ProgressReporter(stream), epoch_lines=True)
+    verbose.emit(logging.LogRecord(epoch_log.name, msg="epoch 1 train_rmse=1.0", **info))
+    assert stream.getvalue().endswith("epoch 1 train_rmse=1.0\n")
 
 
 def test_train_shows_progress_unless_quiet(ratings_file, tmp_path, capsys) -> None:
@@ -88,6 +108,8 @@ def test_train_shows_progress_unless_quiet(ratings_file, tmp_path, capsys) -> No
     argv += ["--epochs", "3", "--output"]
     assert main([*argv, str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
-    assert "fit 1: epoch 3/3" in err and "retrain: epoch" in err
+    assert "fit: epoch 3/3" in err and "retrain: epoch 3/3" in err
+    assert "nan" not in err and "train_rmse=" not in err  # progress lines, not the log lines
+    assert "validation RMSE" in err  # other INFO messages still reach the user
     assert main([*argv, str(tmp_path / "b"), "-q"]) == 0
     assert capsys.readouterr().err == ""

@@ -5,7 +5,8 @@ Errors: a user error (:class:`~autorec.errors.AutorecError`: bad data, option or
 operating-system error (disk full, permission) is one line and exit 2. Anything else is a bug:
 one ``autorec: error: ...`` line naming a log file that holds the traceback, exit code 1
 (``--verbose`` prints the traceback instead). Ctrl-C and SIGTERM stop a run with one line, exit
-codes 130 and 143.
+codes 130 and 143; when training was interrupted, the line names the checkpoint it kept and
+how to resume.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 from autorec import __version__
 from autorec.cli import data, evaluate, predict, recommend, reproduce, train
 from autorec.cli.options import CliParser, global_switches
-from autorec.cli.progress import EpochLogBridge, ProgressReporter
-from autorec.errors import AutorecError
+from autorec.cli.progress import ProgressReporter, ReporterLogHandler
+from autorec.errors import AutorecError, TrainingInterrupted
 
 log = logging.getLogger("autorec")
 
@@ -48,7 +49,8 @@ examples:
 Results go to stdout, progress and errors to stderr. Exit codes: 0 success, 2 bad input or
 options (one 'error:' line), 1 internal error (the traceback is saved under
 $AUTOREC_LOG_DIR, else ~/.cache/autorec/logs, and the line names the file; -v prints it
-instead), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+instead), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). An interrupted 'train' keeps
+its checkpoints: the same command with --resume continues it.
 Distributed training: torchrun --nproc_per_node=N -m autorec train ..."""
 
 
@@ -133,18 +135,42 @@ def _internal_error(exc: BaseException, argv: list[str], verbose: bool, code: in
     return code
 
 
-def _setup_logging(args: argparse.Namespace) -> EpochLogBridge:
+def _setup_logging(args: argparse.Namespace) -> ReporterLogHandler:
+    """Log records and progress on stderr. Commands find the reporter in ``args.progress``:
+    None with --quiet and on every rank but 0 of a distributed run (only rank 0 prints)."""
     from autorec.distributed import DistEnv
 
     level = logging.DEBUG if args.verbose else logging.INFO
-    if args.quiet or not DistEnv.from_environ().is_main:
+    main_rank = DistEnv.from_environ().is_main
+    if args.quiet or not main_rank:
         level = logging.WARNING
-    handler = EpochLogBridge(ProgressReporter(sys.stderr))
+    reporter = ProgressReporter(sys.stderr)
+    args.progress = reporter if main_rank and not args.quiet else None
+    handler = ReporterLogHandler(reporter, epoch_lines=args.verbose)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
     return handler
+
+
+def _interrupted(signal_name: str, exc: BaseException, checkpoints: Path | None) -> int:
+    """The one line of an interruption, and its exit code (SIGTERM 143, SIGINT 130).
+    ``checkpoints``: the command's checkpoint folder, named with how to resume when it exists."""
+    verb = "terminated" if signal_name == "SIGTERM" else "interrupted"
+    line = f"autorec: {verb} ({signal_name})"
+    if isinstance(exc, TrainingInterrupted):
+        line += f" after epoch {exc.epoch}" if exc.epoch is not None else " during an epoch"
+    if checkpoints is not None and checkpoints.is_dir():
+        kept = getattr(exc, "checkpoint", None) or checkpoints
+        line += f"; checkpoint kept at {kept}; run the same command with --resume to continue"
+    elif isinstance(exc, TrainingInterrupted) and exc.checkpoint is not None:
+        line += f"; checkpoint kept at {exc.checkpoint}"
+    from autorec.distributed import DistEnv
+
+    if DistEnv.from_environ().is_main:  # under torchrun every rank stops; one line is enough
+        print(line, file=sys.stderr)
+    return 143 if signal_name == "SIGTERM" else 130
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -167,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (never raises, never prints a traceback)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     verbose = "-v" in argv or "--verbose" in argv
-    handler: EpochLogBridge | None = None
+    handler: ReporterLogHandler | None = None
+    args: argparse.Namespace | None = None
     with _sigterm_as_interrupt():
         try:
             parser = build_parser()
@@ -182,15 +209,15 @@ def main(argv: list[str] | None = None) -> int:
             args.verbose = getattr(args, "verbose", False)
             handler = _setup_logging(args)
             return _run(args)
+        except TrainingInterrupted as exc:
+            return _interrupted(exc.signal_name, exc, getattr(args, "checkpoint_dir", None))
         except AutorecError as exc:
             print(f"error: {_one_line(str(exc))}", file=sys.stderr)
             return 2
-        except Terminated:
-            print("autorec: terminated (SIGTERM)", file=sys.stderr)
-            return 143
-        except KeyboardInterrupt:
-            print("autorec: interrupted", file=sys.stderr)
-            return 130
+        except Terminated as exc:
+            return _interrupted("SIGTERM", exc, getattr(args, "checkpoint_dir", None))
+        except KeyboardInterrupt as exc:
+            return _interrupted("SIGINT", exc, getattr(args, "checkpoint_dir", None))
         except OSError as exc:
             return _internal_error(exc, argv, verbose, 2)
         except Exception as exc:

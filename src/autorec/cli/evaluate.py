@@ -22,7 +22,6 @@ from autorec.cli.outputs import (
     summary_json,
     write_json,
 )
-from autorec.cli.progress import end_phase, expect_epochs
 from autorec.cli.train import checked_split
 from autorec.errors import ConfigError
 
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
     # The full configuration (defaults included); tuned fields show their per-run choice in runs.
     config = make_model(args.model, **overrides).config
-    expect_epochs(getattr(config, "n_epochs", None))
+    reporter = args.progress
 
     dataset = dataset_from_args(args)
     runs = []
@@ -105,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
             split=checked_split(dataset, seed, "use a larger data set"),
             # A grid given on the command line is searched exactly as given.
             open_above=() if args.lambdas is not None else None,
+            progress=reporter.phase_hook(f"seed {seed}: ") if reporter is not None else None,
         )
         runs.append(result.record)
-        end_phase()
+        if reporter is not None:
+            reporter.close()
         if not is_main_process():
             continue
         print(

@@ -92,6 +92,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def _checked(check: typing.Callable[[str], Any]) -> typing.Callable[[str], str]:
     """A type for argparse that checks the syntax with ``check`` and keeps the text, so the
     model's config type converts it later (one conversion path for named options and --set)."""

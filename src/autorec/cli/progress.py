@@ -1,14 +1,17 @@
 """Training progress on stderr: a tqdm bar per phase on a terminal, plain lines otherwise.
 
-:class:`ProgressReporter` knows nothing of logging or of the models: a training loop calls
-``start(phase, total)``, ``update(epoch, train_rmse, val_rmse, best_val)`` once per epoch and
-``close()``. On a terminal each phase (one grid point, the retrain) is one bar showing
-epoch/total, the best validation RMSE so far and the time left; when stderr is not a terminal
-(a log file, CI) it writes one plain line per epoch with the same numbers. ``--quiet`` makes no
-reporter at all.
+:class:`ProgressReporter` draws what the training loop reports through its progress hook
+(:class:`~autorec.models.training.Progress`): :meth:`ProgressReporter.phase_hook` is the
+``progress`` of :func:`autorec.protocol.run_protocol`, and :meth:`ProgressReporter.fit_hook` that
+of one ``fit``. A phase (one grid point, the retrain) starts at its first epoch with the number
+of epochs it runs at most (early stopping may end it sooner: the bar then closes where it
+stopped). On a terminal each phase is one bar showing epoch/total, the best validation RMSE so
+far and the time left; when stderr is not a terminal (a log file, CI) it writes one plain line
+per epoch with the same numbers. ``--quiet`` attaches no hook at all.
 
-Until the models report through a shared loop's hook, :class:`EpochLogBridge` feeds the reporter
-from the one line per epoch the models log today (``FitHistory.record``).
+:class:`ReporterLogHandler` is the handler of the CLI's ``autorec`` logger: every message goes
+through the reporter (so it never breaks a bar), except the loop's one line per epoch, which the
+progress already shows (``-v`` keeps those lines too).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import logging
 import math
 import sys
 import time
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autorec.models.training import Progress
 
 
 def _duration(seconds: float) -> str:
@@ -45,7 +52,8 @@ class ProgressReporter:
         self._started = 0.0
         self._epochs_done = 0
 
-    def start(self, phase: str, total: int | None) -> None:
+    def start(self, phase: str, total: int | None, done: int = 0) -> None:
+        """A new phase of at most ``total`` epochs, ``done`` of which ran before (a resume)."""
         self.close()
         self.phase, self.total = phase, total
         self._started = time.monotonic()
@@ -55,6 +63,7 @@ class ProgressReporter:
 
             self._bar = tqdm(
                 total=total,
+                initial=done,
                 desc=phase,
                 unit="epoch",
                 file=self.stream,
@@ -66,8 +75,14 @@ class ProgressReporter:
             )
 
     def update(
-        self, epoch: int, train_rmse: float, val_rmse: float | None, best_val: float | None
+        self,
+        epoch: int,
+        train_rmse: float,
+        val_rmse: float | None,
+        best_val: float | None,
+        stopping: bool = False,
     ) -> None:
+        """Epoch ``epoch`` finished; ``stopping``: it is the last of the phase."""
         if self.phase is None:
             self.start("training", None)
         self._epochs_done += 1
@@ -83,12 +98,41 @@ class ProgressReporter:
         elapsed = time.monotonic() - self._started
         of_total = f"/{self.total}" if self.total else ""
         line = f"{self.phase}: epoch {epoch}{of_total}  " + "  ".join(numbers)
-        if self.total and epoch < self.total:
+        if stopping:
+            early = " (early stop)" if self.total and epoch < self.total else ""
+            line += f"  ({_duration(elapsed)} elapsed){early}"
+        elif self.total and epoch < self.total:
             left = elapsed / self._epochs_done * (self.total - epoch)
             line += f"  ({_duration(elapsed)} elapsed, at most {_duration(left)} left)"
         else:
             line += f"  ({_duration(elapsed)} elapsed)"
         print(line, file=self.stream, flush=True)
+
+    def phase_hook(self, prefix: str = "") -> Callable[[str, Progress], None]:
+        """The ``progress`` of :func:`~autorec.protocol.run_protocol`: one phase per fit,
+        named ``prefix + phase``."""
+
+        def hook(phase: str, progress: Progress) -> None:
+            name = prefix + phase
+            if self.phase != name:
+                # The first epoch this process runs: epoch 1, or the one after a checkpoint.
+                self.start(name, progress.n_epochs, done=progress.epoch - 1)
+            self.update(
+                progress.epoch,
+                progress.train_rmse,
+                progress.val_rmse,
+                progress.best_val_rmse,
+                stopping=progress.stopping,
+            )
+            if progress.stopping:
+                self.close()
+
+        return hook
+
+    def fit_hook(self, phase: str) -> Callable[[Progress], None]:
+        """The ``progress`` of one ``fit``, shown as ``phase``."""
+        hook = self.phase_hook()
+        return lambda progress: hook(phase, progress)
 
     def write(self, message: str) -> None:
         """A log line that must not break an open bar."""
@@ -104,73 +148,25 @@ class ProgressReporter:
         self.phase = None
 
 
-# The per-epoch line of FitHistory.record: "epoch %d%s train_rmse=%.4f val_rmse=%.4f seconds=%.2f"
-_EPOCH_MESSAGE = "epoch %d%s train_rmse=%.4f val_rmse=%.4f seconds=%.2f"
+class ReporterLogHandler(logging.Handler):
+    """Writes each log record as one line through a :class:`ProgressReporter`; the training
+    loop's per-epoch lines are left out unless ``epoch_lines`` (the progress shows them)."""
 
-
-class EpochLogBridge(logging.Handler):
-    """The handler of the CLI's ``autorec`` logger: epoch records go to a
-    :class:`ProgressReporter`, every other record is written as one line through it.
-
-    Phases are read off the records: epoch 1 starts a phase; a phase without a validation score
-    (``val_rmse=nan``) is the retrain on train + validation, whose length is the best epoch of
-    the best phase before it (the protocol retrains for exactly that many epochs). ``max_epochs``
-    is the configured upper bound of a fit (None when unknown).
-    """
-
-    def __init__(self, reporter: ProgressReporter, max_epochs: int | None = None) -> None:
+    def __init__(self, reporter: ProgressReporter, epoch_lines: bool = False) -> None:
         super().__init__()
         self.reporter = reporter
-        self.max_epochs = max_epochs
-        self._n_fits = 0
-        self._best_val = math.inf  # best validation RMSE of the current phase
-        self._chosen: tuple[float, int] = (math.inf, 0)  # best (val, epoch) over fit phases
+        self.epoch_lines = epoch_lines
 
     def emit(self, record: logging.LogRecord) -> None:
+        from autorec.models.training import epoch_log
+
+        if record.name == epoch_log.name and not self.epoch_lines:
+            return
         try:
-            if record.msg == _EPOCH_MESSAGE and isinstance(record.args, tuple):
-                self._epoch(*record.args[:4])
-            else:
-                self.reporter.write(self.format(record))
+            self.reporter.write(self.format(record))
         except Exception:  # a display problem must never stop training
             self.handleError(record)
-
-    def _epoch(self, epoch: int, note: str, train_rmse: float, val_rmse: float) -> None:
-        validating = math.isfinite(val_rmse)
-        if epoch == 1:
-            if validating:
-                self._n_fits += 1
-                self.reporter.start(f"fit {self._n_fits}", self.max_epochs)
-            elif self._n_fits:
-                # The protocol's retrain; the next fit phase belongs to the next seed.
-                self.reporter.start("retrain", self._chosen[1] or self.max_epochs)
-                self._n_fits, self._chosen = 0, (math.inf, 0)
-            else:
-                self.reporter.start("train", self.max_epochs)
-            self._best_val = math.inf
-        if validating and val_rmse < self._best_val:
-            self._best_val = val_rmse
-            if val_rmse < self._chosen[0]:
-                self._chosen = (val_rmse, epoch)
-        best = self._best_val if math.isfinite(self._best_val) else None
-        self.reporter.update(epoch, train_rmse, val_rmse if validating else None, best)
 
     def close(self) -> None:
         self.reporter.close()
         super().close()
-
-
-def _bridges() -> list[EpochLogBridge]:
-    return [h for h in logging.getLogger("autorec").handlers if isinstance(h, EpochLogBridge)]
-
-
-def expect_epochs(max_epochs: int | None) -> None:
-    """Tell the CLI's bridge (if progress is shown) the configured upper bound of a fit."""
-    for bridge in _bridges():
-        bridge.max_epochs = max_epochs
-
-
-def end_phase() -> None:
-    """Close an open bar, so that results printed next do not share its line."""
-    for bridge in _bridges():
-        bridge.reporter.close()

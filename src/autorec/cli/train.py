@@ -14,6 +14,8 @@ from autorec.cli.options import (
     dataset_from_args,
     dataset_stem,
     model_overrides,
+    positive_int,
+    positive_number,
 )
 from autorec.cli.outputs import (
     JSON_HELP,
@@ -23,8 +25,12 @@ from autorec.cli.outputs import (
     summary_json,
     write_json,
 )
-from autorec.cli.progress import end_phase, expect_epochs
-from autorec.errors import ConfigError
+from autorec.errors import ConfigError, ModelFitError
+
+#: How often a fit checkpoints by default. One checkpoint of I-AutoRec on ML-1M (hidden 500,
+#: RProp) takes 0.06-0.2 s against 0.5 s per epoch on one CPU thread, so a checkpoint per epoch
+#: would cost a quarter of the time; once a minute costs under 0.5% and loses at most a minute.
+DEFAULT_CHECKPOINT_SECONDS = 60.0
 
 EXAMPLES = """\
   autorec train --dataset ml-1m --model i-autorec --download
@@ -33,6 +39,14 @@ EXAMPLES = """\
   autorec train --dataset ml-1m --model i-autorec --hidden 500,250,500     # deep AutoRec
   autorec train --dataset my.csv --sep , --columns user,item,rating --header --model bias
   autorec train --dataset ml-1m --model i-autorec --no-test --output runs/all --overwrite
+  autorec train --dataset ml-1m --model i-autorec --output runs/a --checkpoint-every 10
+  autorec train --dataset ml-1m --model i-autorec --output runs/a --resume   # after Ctrl-C
+
+Checkpoints: each fit (the validation-stopped fit, then the retrain) writes its training state
+to OUTPUT.checkpoints/ (beside the model folder) every minute by default, and when Ctrl-C or
+SIGTERM stops it after the current epoch. The same command with --resume skips what finished
+and continues from the last checkpoint; with --threads 1 the result is bit-identical to an
+uninterrupted run. The folder is removed once the model is saved.
 """
 
 
@@ -64,7 +78,57 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="keep the validation-stopped model instead of retraining on train + validation",
     )
+    c = p.add_argument_group("checkpoints (models trained epoch by epoch)")
+    c.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        metavar="N",
+        help="checkpoint every N epochs (default: every "
+        f"{DEFAULT_CHECKPOINT_SECONDS:g} seconds; give both options to combine them)",
+    )
+    c.add_argument(
+        "--checkpoint-seconds",
+        type=positive_number,
+        metavar="S",
+        help=f"checkpoint every S seconds (default {DEFAULT_CHECKPOINT_SECONDS:g})",
+    )
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of the same command from OUTPUT.checkpoints/ "
+        "(starts afresh when there is none)",
+    )
     p.set_defaults(func=run, distributed=True)
+
+
+def checkpoint_dir(out_dir: Path) -> Path:
+    """``runs/x.checkpoints`` beside the model folder ``runs/x``: the model folder itself only
+    ever holds a model. The same on every rank of a distributed run (same command, same cwd)."""
+    base = out_dir if out_dir.name not in ("", ".", "..") else out_dir.resolve()
+    return base.with_name(base.name + ".checkpoints")
+
+
+def _checkpoints(args: argparse.Namespace, out_dir: Path, iterative: bool) -> Any:
+    """The run's :class:`~autorec.protocol.ProtocolCheckpoints`, checked before any work."""
+    from autorec.cli.outputs import check_output_dir
+    from autorec.protocol import ProtocolCheckpoints
+
+    every, seconds = args.checkpoint_every, args.checkpoint_seconds
+    if not iterative and (every or seconds):
+        raise ConfigError(
+            f"model {args.model!r} trains in one step: --checkpoint-every and "
+            "--checkpoint-seconds do not apply"
+        )
+    folder = checkpoint_dir(out_dir)
+    check_output_dir(folder, "checkpoint folder")
+    if folder.is_dir() and any(folder.iterdir()) and not args.resume:
+        raise ConfigError(
+            f"{folder} holds the checkpoints of an interrupted run: add --resume to continue "
+            "it, or remove that folder to start afresh"
+        )
+    if every is None and seconds is None:
+        seconds = DEFAULT_CHECKPOINT_SECONDS
+    return ProtocolCheckpoints(folder, every, seconds, resume=args.resume)
 
 
 def checked_split(dataset: Any, seed: int, hint: str) -> Any:
@@ -86,7 +150,8 @@ def checked_split(dataset: Any, seed: int, hint: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autorec.models import make_model
+    from autorec.models import get_model_class, make_model
+    from autorec.models.training import is_iterative
     from autorec.protocol import run_protocol
 
     # Everything that can be refused is refused before the data is loaded.
@@ -96,12 +161,21 @@ def run(args: argparse.Namespace) -> int:
     # says so); a folder the user named is replaced only with --overwrite.
     replacing = check_model_dir(out_dir, "--output", args.overwrite or args.output is None)
     check_output_file(args.json, "--json")
-    expect_epochs(getattr(make_model(args.model, **overrides).config, "n_epochs", None))
+    iterative = is_iterative(get_model_class(args.model).config_class)
+    checkpoints = _checkpoints(args, out_dir, iterative)
+    args.checkpoint_dir = checkpoints.directory  # named by the message of an interruption
+    reporter = args.progress
 
     dataset = dataset_from_args(args)
     started = time.perf_counter()
     if args.no_test:
-        model = make_model(args.model, **overrides).fit(dataset.ratings)
+        fit_options: dict[str, Any] = {}
+        if reporter is not None:
+            fit_options["progress"] = reporter.fit_hook("train on all ratings")
+        if iterative:
+            fit_options["checkpoint"] = checkpoints.checkpointer("all")
+            fit_options["resume"] = args.resume
+        model = make_model(args.model, **overrides).fit(dataset.ratings, **fit_options)
         seconds = time.perf_counter() - started
         record = {
             "seed": args.seed,
@@ -121,23 +195,31 @@ def run(args: argparse.Namespace) -> int:
         # One run of the protocol with nothing to tune: fit on train with early stopping on
         # validation, then (unless --no-retrain) retrain on train + validation for the chosen
         # number of epochs, and score the test set once.
-        result = run_protocol(
-            dataset.ratings,
-            args.model,
-            seed=args.seed,
-            overrides=overrides,
-            grid={},
-            retrain=not args.no_retrain,
-            split=split,
-        )
+        try:
+            result = run_protocol(
+                dataset.ratings,
+                args.model,
+                seed=args.seed,
+                overrides=overrides,
+                grid={},
+                retrain=not args.no_retrain,
+                split=split,
+                progress=reporter.phase_hook() if reporter is not None else None,
+                checkpoints=checkpoints,
+            )
+        except ModelFitError:
+            checkpoints.remove()  # a diverged run is not resumed: the same options diverge again
+            raise
         model, record = result.model, result.record
         record["hyperparameters"] = {**overrides, **record["hyperparameters"]}
         seconds = record["train_seconds"]
-    end_phase()
+    if reporter is not None:
+        reporter.close()
     if not is_main_process():
         return 0
     model.save(out_dir, overwrite=replacing)
     write_json(args.json, summary_json(dataset.name, args.model, model.config.to_dict(), [record]))
+    checkpoints.remove()
     if not args.no_test:
         chosen = record["hyperparameters"]
         how = (

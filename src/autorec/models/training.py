@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from autorec.models.base import Recommender
 
 log = logging.getLogger(__name__)
+#: The one line per epoch goes to its own logger, so that a front end drawing progress from the
+#: hook (the CLI) can leave these lines out and still show every other message.
+epoch_log = log.getChild("epochs")
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 CHECKPOINT_FORMAT = 1
@@ -237,7 +240,7 @@ def run_epochs(
     best: dict[str, Any] | None = None
     first_epoch = 1
     ckpt = options.checkpoint
-    fingerprint = _fingerprint(model, train, val) if ckpt is not None else ""
+    fingerprint = ratings_fingerprint(train, val) if ckpt is not None else ""
     if ckpt is not None and options.resume and ckpt.path.is_file():
         first_epoch, best = _resume(model, steps, stopper, ckpt.path, fingerprint)
     elif options.resume and ckpt is None:
@@ -257,7 +260,9 @@ def run_epochs(
                         f"{model.model_name} diverged: {label} RMSE became {value} at epoch "
                         f"{epoch}{hint}"
                     )
-            model.history.record(log, epoch, scores.train_rmse, val_rmse, seconds, scores.note)
+            model.history.record(
+                epoch_log, epoch, scores.train_rmse, val_rmse, seconds, scores.note
+            )
             stop = False
             if val_rmse is None:
                 stopper.best_epoch = epoch
@@ -340,10 +345,10 @@ def _agree(signum: int, due: bool) -> tuple[int, bool]:
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
-def _fingerprint(model: Recommender, train: Ratings, val: Ratings | None) -> str:
-    """sha256 of the training and validation ratings: a checkpoint resumes only on the same data."""
+def ratings_fingerprint(*parts: Ratings | None) -> str:
+    """sha256 of rating sets (None: absent): a checkpoint resumes only on the same data."""
     digest = hashlib.sha256()
-    for part in (train, val):
+    for part in parts:
         if part is None:
             digest.update(b"none")
             continue
