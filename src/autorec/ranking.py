@@ -1,6 +1,25 @@
 """Full-ranking evaluation: top-k lists over the whole catalogue and the metrics of RecBole,
 Cornac and Elliot.
 
+From the command line, ``autorec evaluate ... --metrics rmse,ndcg@10,recall@20 [--relevance T]``
+adds these metrics to every run of the paper's protocol (the retrained model, train and
+validation items excluded; :func:`autorec.protocol.run_protocol` with ``ranking=``). From
+Python, for any fitted model::
+
+    from autorec.data import load_dataset, paper_split
+    from autorec.models import make_model
+    from autorec.ranking import evaluate_ranking
+
+    split = paper_split(load_dataset("ml-100k").ratings, seed=0)
+    model = make_model("ease").fit(split.train.merge(split.val))
+    result = evaluate_ranking(
+        model, split.train, split.test, val=split.val, metrics="ndcg@10,recall@20"
+    )
+    result.metrics["ndcg@10"], result.n_users, result.to_dict()  # to_dict(): JSON-ready
+
+``rank_users(model, user_idx, k, exclude=[train])`` gives the lists themselves; a model's
+``recommend(user_id, k)`` returns the same list for one user.
+
 Protocol (every model, one code path):
 
 * **Candidates.** Each evaluated user ranks every item of the catalogue except the items they
