@@ -480,7 +480,7 @@ def evaluate_ranking(
 
     Args:
         model: a fitted :class:`~autorec.models.base.Recommender` (or any object with its
-            scoring methods, ``n_users`` and ``n_items``).
+            ``_score_block``, ``n_users`` and ``n_items``).
         train: the training ratings; each user's items are excluded from their list.
         test: the ratings that define relevance.
         val: validation ratings, excluded too.

@@ -114,8 +114,7 @@ class RecommenderContract:
         ratings = [r for _, r in fitted.recommend(user_id, k=10, by="rating")]
         assert ratings == sorted(ratings, reverse=True)
         items = np.array([fitted.items.index_of(i) for i, _ in fitted.recommend(user_id, k=10)])
-        scores = fitted._rank_score(np.full(len(items), 4), items)
-        assert (np.diff(scores) <= 0).all()
+        assert (np.diff(fitted._score_block(np.array([4]))[0, items]) <= 0).all()
         with pytest.raises(KeyError):
             fitted.recommend("no-such-user", 3)
         with pytest.raises(ValueError, match="by"):
