@@ -262,3 +262,78 @@ def test_evaluate_searches_lambdas_exactly_and_extends_the_default_grid(
     assert candidates("--lambdas", "0.1,10") == ([0.1, 10.0], 10.0)
     lams, chosen = candidates()
     assert lams[-3:] == [3000.0, 10000.0, 30000.0] and chosen == 10000.0
+
+
+def test_evaluate_prints_and_writes_ranking_metrics(ratings_file, tmp_path, capsys) -> None:
+    js = tmp_path / "rank.json"
+    argv = ["evaluate", *_data_args(ratings_file), "--model", "pop", "--runs", "2", "--quiet"]
+    assert main([*argv, "--metrics", "rmse,NDCG@10,recall@5", "--json", str(js)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    # Two run lines with both kinds of metric, the RMSE summary, then the ranking summary.
+    assert len(lines) == 4
+    for line in lines[:2]:
+        assert "test RMSE " in line and " ndcg@10 " in line and " recall@5 " in line
+        assert "MAE" not in line  # not asked for
+    assert "test RMSE" in lines[2] and "95% CI" in lines[2]
+    assert "full ranking (relevance >= 4," in lines[3]
+    assert "ndcg@10" in lines[3] and "recall@5" in lines[3]
+    payload = json.loads(js.read_text())
+    runs = payload["runs"]
+    for run in runs:
+        block = run["ranking"]
+        assert list(block["metrics"]) == ["ndcg@10", "recall@5"]
+        assert block["relevance"] == 4.0 and block["n_users"] > 0
+        assert 0 <= block["metrics"]["ndcg@10"] <= 1
+        assert f"{block['metrics']['ndcg@10']:.4f}" in "".join(lines[:2])
+    summary = payload["ranking"]
+    assert summary["relevance"] == 4.0
+    values = [r["ranking"]["metrics"]["recall@5"] for r in runs]
+    assert summary["metrics"]["recall@5"]["mean"] == pytest.approx(np.mean(values))
+    # Two runs: a half-width t_{0.975, 1} * sd / sqrt(2) = 12.706 * |a - b| / 2.
+    assert summary["metrics"]["recall@5"]["ci95"] == pytest.approx(
+        12.706205 * abs(values[0] - values[1]) / 2
+    )
+    # --relevance 5: only fives are relevant, so fewer relevant pairs.
+    assert main([*argv, "--metrics", "ndcg@10", "--relevance", "5", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "test RMSE" not in out and "full ranking (relevance >= 5," in out
+    strict = json.loads(js.read_text())["runs"]
+    assert strict[0]["ranking"]["n_relevant"] < runs[0]["ranking"]["n_relevant"]
+
+
+def test_evaluate_without_ranking_metrics_is_unchanged(ratings_file, tmp_path, capsys) -> None:
+    js = tmp_path / "plain.json"
+    argv = ["evaluate", *_data_args(ratings_file), "--model", "bias", "--runs", "1", "--quiet"]
+    assert main([*argv, "--json", str(js)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("run 1/1 seed 0: test RMSE ") and "  MAE " in lines[0]
+    assert "ranking" not in json.loads(js.read_text())
+    assert "ranking" not in json.loads(js.read_text())["runs"][0]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "extra", "needle"),
+    [
+        ("rmse,ndcg@10,foo@3", [], "unknown metric 'foo@3'"),
+        ("ndcg", [], "needs a cutoff"),
+        ("recall@0", [], "cutoff must be >= 1"),
+        ("rmse,mae", ["--relevance", "4"], "--metrics has none"),
+    ],
+)
+def test_bad_metrics_are_one_line_errors_before_any_data_loads(
+    metrics, extra, needle, capsys, tmp_path, monkeypatch
+) -> None:
+    # The data set does not exist: the metric error must come first.
+    monkeypatch.setenv("AUTOREC_DATA_DIR", str(tmp_path))
+    argv = ["evaluate", "--model", "pop", "--dataset", "no-such-set", "--metrics", metrics]
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "no-such-set" not in err
+    assert err.strip().count("\n") == 0, err
+
+
+def test_relevance_outside_the_scale_is_refused_before_training(ratings_file, capsys) -> None:
+    argv = ["evaluate", *_data_args(ratings_file), "--model", "pop", "--metrics", "ndcg@10"]
+    assert main([*argv, "--relevance", "7", "--quiet"]) == 2
+    assert "outside the rating scale" in capsys.readouterr().err

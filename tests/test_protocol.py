@@ -10,6 +10,7 @@ from autorec import protocol
 from autorec.data import paper_split
 from autorec.models import get_model_class
 from autorec.protocol import MAX_EXTENSIONS, grid_points, next_above, run_protocol
+from autorec.ranking import evaluate_ranking
 
 
 def test_grid_points_is_the_cartesian_product_in_fixed_order() -> None:
@@ -148,3 +149,21 @@ def test_models_without_an_open_key_are_never_extended(low_rank) -> None:
     grid = {"reg_user": (0.1, 1.0)}
     result = run_protocol(low_rank, "bias", seed=0, grid=grid)
     assert [c["reg_user"] for c in result.candidates] == [0.1, 1.0]
+
+
+def test_ranking_scores_the_tested_model_with_train_and_validation_excluded(low_rank) -> None:
+    # The retrained popularity model counts validation ratings too, so those items would top
+    # the lists of the users who rated them unless validation is excluded.
+    result = run_protocol(low_rank, "pop", seed=0, ranking="ndcg@10,recall@10", relevance=4)
+    split = result.split
+    expected = evaluate_ranking(
+        result.model, split.train, split.test, val=split.val, metrics="ndcg@10,recall@10"
+    )
+    assert result.ranking == result.record["ranking"]
+    assert result.ranking["metrics"] == expected.metrics
+    assert result.ranking["relevance"] == 4.0
+    train_only = evaluate_ranking(result.model, split.train, split.test, metrics="ndcg@10")
+    assert train_only.metrics["ndcg@10"] != expected.metrics["ndcg@10"]
+    # Without ranking metrics the record is what it was.
+    plain = run_protocol(low_rank, "pop", seed=0)
+    assert plain.ranking is None and "ranking" not in plain.record

@@ -240,11 +240,12 @@ def test_unknown_pairs_get_the_unclipped_fallback() -> None:
 
 
 class BlockScores(FixedScores):
-    """FixedScores that can also score whole rows at once (the ``_score_block`` route)."""
+    """FixedScores that scores whole rows at once (a ``_score_block`` of its own, as AutoRec's),
+    leaving the fallback to ``_block_with_fallback``."""
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         self.block_calls += 1
-        return self.matrix[user_idx]
+        return self._block_with_fallback(user_idx, self.matrix[user_idx])
 
 
 def test_dense_block_route_gives_the_pairwise_numbers() -> None:

@@ -14,7 +14,10 @@ For one seed:
 3. retrain that point on train + validation (all the 90%) for the number of epochs validation
    chose (``retrain=False`` keeps the validation-stopped model instead);
 4. score the test set; test ratings whose user or item has no training rating get the model's
-   fallback (paper: 3) and are counted.
+   fallback (paper: 3) and are counted. With ``ranking`` metrics, the tested model also ranks
+   the whole catalogue for every test user, train and validation items excluded (the retrained
+   model saw both), and the lists are scored on the test set
+   (:func:`autorec.ranking.evaluate_ranking`).
 
 The test set is touched once, after every choice is made.
 
@@ -40,7 +43,7 @@ import math
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,7 @@ from autorec.evaluation import evaluate
 from autorec.models import get_model_class, make_model
 from autorec.models.base import FitHistory, Recommender
 from autorec.models.training import Checkpointer, Progress, is_iterative, ratings_fingerprint
+from autorec.ranking import RankingMetric, evaluate_ranking
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,8 @@ class ProtocolResult:
     model: Recommender  # the model that was tested
     split: Split
     candidates: list[dict[str, Any]]  # every grid point with its validation RMSE
+    # RankingResult.to_dict() of the tested model (also record["ranking"]); None: not asked
+    ranking: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,8 @@ def run_protocol(
     open_above: tuple[str, ...] | None = None,
     progress: PhaseProgress | None = None,
     checkpoints: ProtocolCheckpoints | None = None,
+    ranking: str | Sequence[str | RankingMetric] | None = None,
+    relevance: float | None = None,
 ) -> ProtocolResult:
     """One run of the paper's protocol (see the module docstring).
 
@@ -176,6 +184,9 @@ def run_protocol(
     None takes the model's ``open_above``, ``()`` searches ``grid`` exactly as given.
     ``progress``: called after every epoch of every fit with its phase name.
     ``checkpoints``: checkpoint every fit and resume an interrupted run.
+    ``ranking``: full-ranking metrics (``"ndcg@10,recall@20"``) of the tested model, at the
+    ``relevance`` threshold (None: :func:`autorec.ranking.default_relevance`); they choose
+    nothing, the test set is scored after every choice is made.
 
     Raises:
         ConfigError: resuming from checkpoints of another run (model, options, seed or data).
@@ -295,7 +306,17 @@ def run_protocol(
         "epoch_seconds": model.history.epoch_seconds,
         "learning_curve": curve,
     }
-    return ProtocolResult(record=record, model=model, split=split, candidates=candidates)
+    ranked = None
+    if ranking:
+        # Every item the tested model saw is excluded: train, and validation (retrained on it,
+        # or early-stopped on it).
+        ranked = evaluate_ranking(
+            model, split.train, split.test, val=split.val, metrics=ranking, relevance=relevance
+        ).to_dict()
+        record["ranking"] = ranked
+    return ProtocolResult(
+        record=record, model=model, split=split, candidates=candidates, ranking=ranked
+    )
 
 
 class _CandidateStore:

@@ -1,6 +1,25 @@
 """Full-ranking evaluation: top-k lists over the whole catalogue and the metrics of RecBole,
 Cornac and Elliot.
 
+From the command line, ``autorec evaluate ... --metrics rmse,ndcg@10,recall@20 [--relevance T]``
+adds these metrics to every run of the paper's protocol (the retrained model, train and
+validation items excluded; :func:`autorec.protocol.run_protocol` with ``ranking=``). From
+Python, for any fitted model::
+
+    from autorec.data import load_dataset, paper_split
+    from autorec.models import make_model
+    from autorec.ranking import evaluate_ranking
+
+    split = paper_split(load_dataset("ml-100k").ratings, seed=0)
+    model = make_model("ease").fit(split.train.merge(split.val))
+    result = evaluate_ranking(
+        model, split.train, split.test, val=split.val, metrics="ndcg@10,recall@20"
+    )
+    result.metrics["ndcg@10"], result.n_users, result.to_dict()  # to_dict(): JSON-ready
+
+``rank_users(model, user_idx, k, exclude=[train])`` gives the lists themselves; a model's
+``recommend(user_id, k)`` returns the same list for one user.
+
 Protocol (every model, one code path):
 
 * **Candidates.** Each evaluated user ranks every item of the catalogue except the items they
@@ -13,11 +32,13 @@ Protocol (every model, one code path):
   user also rated in training or validation (a duplicate pair) cannot be recommended and is not
   relevant; it is counted (``n_relevant_excluded``).
 * **Score.** Lists are ranked on the model's raw ranking score, never on the clipped rating (a
-  clipped prediction makes every item above the top of the scale tie): ``model._rank_score``
-  when the model defines one (a ranking model such as EASE or popularity, whose score is not a
-  rating and covers every in-vocabulary pair itself), else the unclipped ``predict`` path:
-  ``model._score`` on pairs the model knows and ``model._fallback_scores`` on the others
-  (:func:`score_block`).
+  clipped prediction makes every item above the top of the scale tie): the ranking hooks of
+  :class:`~autorec.models.base.Recommender`, ``_rank_score`` for pairs and ``_score_block`` for
+  whole rows. By default they are the unclipped ``predict`` path (``_score`` on the pairs the
+  model knows, the fallback on the others); a ranking model whose score is not a rating
+  (popularity, EASE) overrides them, and AutoRec scores whole rows with one matrix product
+  (:func:`score_block`). ``Recommender.recommend`` ranks on the same scores, so its lists are
+  the ones evaluated here.
 * **Ties.** Equal scores: the lower item index first. The order is deterministic and does not
   depend on ``argpartition``'s internal order (:func:`top_k`).
 * **Memory.** Users are scored in blocks of ``block_users = max_block_bytes // (64 * n_items)``
@@ -183,53 +204,29 @@ def default_relevance(rating_scale: tuple[float, float], step: float = 1.0) -> f
 
 # -- scoring ---------------------------------------------------------------------------------
 def rank_scores(model: Any, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-    """Raw ranking scores (float64) for aligned in-vocabulary index arrays.
-
-    ``model._rank_score`` when the model has one (it then answers every pair itself, cold ones
-    included: its scale is not a rating scale, so no rating fallback can be mixed in); otherwise
-    the unclipped predict path, ``_score`` on the pairs the model knows, ``_fallback_scores`` on
-    the others. The lead may move this default onto ``Recommender._rank_score``.
-    """
+    """Raw ranking scores (float64) for aligned in-vocabulary index arrays:
+    ``model._rank_score`` (see :class:`~autorec.models.base.Recommender`)."""
     users = np.asarray(user_idx, dtype=np.int64)
     items = np.asarray(item_idx, dtype=np.int64)
-    own = getattr(model, "_rank_score", None)
-    if own is not None:
-        return np.asarray(own(users, items), dtype=np.float64)
-    known = model.known_mask(users, items)
-    out = np.asarray(model._fallback_scores(users, items), dtype=np.float64)
-    if known.any():
-        out[known] = model._score(users[known], items[known])
-    return out
+    return np.asarray(model._rank_score(users, items), dtype=np.float64)
 
 
 def score_block(model: Any, user_idx_block: np.ndarray) -> np.ndarray:
-    """(n_block, n_items) float64 raw ranking scores of every item for each user of the block.
-
-    Three routes, the same numbers: ``model._rank_score`` on every pair when the model has one;
-    else ``model._score_block(user_idx)`` when the model can score whole rows at once (a dense
-    matrix product instead of 22 M gathered dot products for I-AutoRec on ML-1M), its values at
-    unknown pairs replaced by the fallback; else :func:`rank_scores` on every pair.
+    """(n_block, n_items) float64 raw ranking scores of every item for each user of the block:
+    ``model._score_block`` (a dense matrix product for I-AutoRec instead of 22 M gathered dot
+    products on ML-1M), checked for finiteness.
 
     Raises:
         ValueError: a non-finite score, naming the model, user and item index.
     """
     users = np.asarray(user_idx_block, dtype=np.int64).reshape(-1)
     n_items = int(model.n_items)
-    dense = getattr(model, "_score_block", None)
-    if getattr(model, "_rank_score", None) is None and dense is not None:
-        # Broadcast views: the (user, item) grid without materialising index arrays.
-        grid_users = np.broadcast_to(users[:, None], (len(users), n_items))
-        grid_items = np.broadcast_to(np.arange(n_items, dtype=np.int64), (len(users), n_items))
-        scores = np.asarray(dense(users), dtype=np.float64)  # (n_block, n_items)
-        unknown = ~model.known_mask(grid_users, grid_items)
-        if unknown.any():
-            fallback = np.asarray(model._fallback_scores(grid_users, grid_items), np.float64)
-            scores[unknown] = fallback[unknown]
-    else:
-        pair_users = np.repeat(users, n_items)  # (n_block * n_items,)
-        pair_items = np.tile(np.arange(n_items, dtype=np.int64), len(users))
-        scores = rank_scores(model, pair_users, pair_items).reshape(len(users), n_items)
-        del pair_users, pair_items
+    scores = np.asarray(model._score_block(users), dtype=np.float64)
+    if scores.shape != (len(users), n_items):
+        raise ValueError(
+            f"{type(model).__name__}._score_block gave shape {scores.shape}, "
+            f"expected {(len(users), n_items)}"
+        )
     bad = np.flatnonzero(~np.isfinite(scores.reshape(-1)))
     if len(bad):
         row, col = divmod(int(bad[0]), n_items)
@@ -483,7 +480,7 @@ def evaluate_ranking(
 
     Args:
         model: a fitted :class:`~autorec.models.base.Recommender` (or any object with its
-            scoring methods, ``n_users`` and ``n_items``).
+            ``_score_block``, ``n_users`` and ``n_items``).
         train: the training ratings; each user's items are excluded from their list.
         test: the ratings that define relevance.
         val: validation ratings, excluded too.

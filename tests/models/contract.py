@@ -18,6 +18,7 @@ import pytest
 from autorec.data import Ratings
 from autorec.evaluation import rmse
 from autorec.models.base import Recommender
+from autorec.ranking import evaluate_ranking, rank_users
 
 ModelFactory = Callable[..., Recommender]
 
@@ -103,14 +104,74 @@ class RecommenderContract:
     def test_recommend_excludes_seen_and_is_sorted(self, fitted, low_rank_split) -> None:
         train = low_rank_split.train
         user_id = fitted.users.ids[4]
-        recs = fitted.recommend(user_id, k=10)
-        assert len(recs) == 10
-        scores = [s for _, s in recs]
-        assert scores == sorted(scores, reverse=True)
         seen = set(train.items.ids[train.item_idx[train.user_idx == 4]].tolist())
-        assert not seen & {item for item, _ in recs}
+        for by in ("score", "rating"):
+            recs = fitted.recommend(user_id, k=10, by=by)
+            assert len(recs) == 10
+            assert not seen & {item for item, _ in recs}
+        # The values returned are predicted ratings: in order when ranked by rating; ranked by
+        # score, the ranking scores are in order instead.
+        ratings = [r for _, r in fitted.recommend(user_id, k=10, by="rating")]
+        assert ratings == sorted(ratings, reverse=True)
+        items = np.array([fitted.items.index_of(i) for i, _ in fitted.recommend(user_id, k=10)])
+        assert (np.diff(fitted._score_block(np.array([4]))[0, items]) <= 0).all()
         with pytest.raises(KeyError):
             fitted.recommend("no-such-user", 3)
+        with pytest.raises(ValueError, match="by"):
+            fitted.recommend(user_id, 3, by="popularity")
+
+    # -- ranking ---------------------------------------------------------------------------------
+    def test_score_block_is_rank_score_on_every_pair(self, fitted) -> None:
+        # The dense route (whole rows) and the pair route must rank alike; a model computing
+        # rows in float32 by a matrix product differs from its pairwise sums by rounding only.
+        users = np.array([0, 7, 3, fitted.n_users - 1])
+        block = fitted._score_block(users)
+        assert block.shape == (len(users), fitted.n_items) and block.dtype == np.float64
+        pairs = fitted._rank_score(
+            np.repeat(users, fitted.n_items), np.tile(np.arange(fitted.n_items), len(users))
+        )
+        np.testing.assert_allclose(block.reshape(-1), pairs, rtol=1e-5, atol=1e-5)
+
+    def test_default_rank_score_is_the_unclipped_prediction(self, fitted, low_rank_split) -> None:
+        if type(fitted)._rank_score is not Recommender._rank_score:
+            pytest.skip(f"{fitted.model_name} ranks on a score of its own, not on its rating")
+        test = low_rank_split.test
+        raw = fitted._rank_score(test.user_idx, test.item_idx)
+        np.testing.assert_allclose(
+            np.clip(raw, 1, 5), fitted.predict(test.user_idx, test.item_idx), atol=1e-5
+        )
+
+    def test_recommend_lists_are_the_evaluated_lists(self, fitted, low_rank_split) -> None:
+        # The lists a user is shown are the lists autorec.ranking measures (training items
+        # excluded, ties to the lower item index).
+        train = low_rank_split.train
+        users = np.array([0, 4, 11, fitted.n_users - 1])
+        expected = rank_users(fitted, users, 10, exclude=[train])
+        for user_idx, row in zip(users, expected, strict=True):
+            recs = fitted.recommend(fitted.users.ids[user_idx], k=10)
+            assert [fitted.items.index_of(i) for i, _ in recs] == row[row >= 0].tolist()
+
+    def test_recommend_by_rating_is_the_predicted_rating_order(self, fitted) -> None:
+        user_idx = 5
+        pred = fitted.predict(np.full(fitted.n_items, user_idx), np.arange(fitted.n_items))
+        pred = pred.astype(np.float64)
+        pred[fitted._seen_items(user_idx)] = -np.inf
+        order = np.lexsort((np.arange(fitted.n_items), -pred))[:10]  # ties: lower index first
+        recs = fitted.recommend(fitted.users.ids[user_idx], k=10, by="rating")
+        assert [fitted.items.index_of(i) for i, _ in recs] == order.tolist()
+        np.testing.assert_array_equal([r for _, r in recs], pred[order].astype(np.float32))
+
+    def test_ranking_metrics_are_finite_fractions(self, fitted, low_rank_split) -> None:
+        s = low_rank_split
+        result = evaluate_ranking(fitted, s.train, s.test, val=s.val, metrics="ndcg@10,map@10")
+        assert result.n_users > 0
+        for name, value in result.metrics.items():
+            assert 0.0 <= value <= 1.0, name
+
+    def test_rank_scores_survive_save_and_load(self, fitted, tmp_path) -> None:
+        loaded = Recommender.load(fitted.save(tmp_path / "m"))
+        users = np.arange(fitted.n_users)
+        np.testing.assert_array_equal(loaded._score_block(users), fitted._score_block(users))
 
     def test_config_round_trips_through_dict(self, fitted) -> None:
         assert type(fitted.config).from_dict(fitted.config.to_dict()) == fitted.config

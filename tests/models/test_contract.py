@@ -36,6 +36,9 @@ FAST: dict[str, dict[str, Any]] = {
     "llorma": dict(n_anchors=5, rank=3, embed_rank=3),
     "i-rbm": _RBM,
     "u-rbm": _RBM,
+    "pop": {},
+    # Steck's 500 is for ML-20M's 136,677 users; the 120-user contract data needs less.
+    "ease": dict(lam=20.0),
 }
 
 

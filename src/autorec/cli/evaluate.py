@@ -24,12 +24,14 @@ from autorec.cli.outputs import (
 )
 from autorec.cli.train import checked_split
 from autorec.errors import ConfigError
+from autorec.ranking import RANKING_KINDS, RankingMetric, parse_metrics
 
 EXAMPLES = """\
   autorec evaluate --dataset ml-1m --model i-autorec --runs 5 --json ml1m.json
   autorec evaluate --dataset ml-1m --model u-autorec --hidden 100 --runs 5
   autorec evaluate --dataset ml-1m --model i-autorec --runs 5 --lambdas 0.001,0.01,0.1,1,100,1000
   autorec evaluate --dataset ml-100k --model biased-mf --seed 3 --runs 2
+  autorec evaluate --dataset ml-1m --model i-autorec --runs 1 --metrics rmse,ndcg@10,recall@20
 """
 
 
@@ -43,7 +45,7 @@ def register(subparsers: Any) -> None:
         "validation picks the largest), keep the one with the lowest validation RMSE, retrain "
         "it on train + validation, and score the test set once. Prints each run and the mean "
         "test RMSE with its 95% confidence interval.",
-        examples=EXAMPLES + "\n" + JSON_HELP,
+        examples=EXAMPLES + "\n" + JSON_HELP + RANKING_JSON_HELP,
     )
     add_dataset_arguments(p)
     add_model_arguments(p)
@@ -64,7 +66,47 @@ def register(subparsers: Any) -> None:
         help="test the validation-stopped model instead of retraining on train+val",
     )
     g.add_argument("--json", metavar="FILE", help="write all runs and the summary as JSON (below)")
+    m = p.add_argument_group("metrics")
+    m.add_argument(
+        "--metrics",
+        type=_metrics,
+        default=_metrics("rmse,mae"),
+        metavar="M[,M...]",
+        help="what to report (default rmse,mae): rmse, mae and full-ranking metrics at a cutoff "
+        "K, NAME@K with NAME in " + ", ".join(RANKING_KINDS) + ". Ranking metrics rank "
+        "the whole catalogue for each test user with the tested model, train and validation "
+        "items excluded, ties to the lower item index; they choose nothing",
+    )
+    m.add_argument(
+        "--relevance",
+        type=float,
+        metavar="T",
+        help="a test rating >= T is relevant (default: low + 0.75 (high - low) on the rating "
+        "grid, 4 on 1..5)",
+    )
     p.set_defaults(func=run, distributed=True)
+
+
+def _metrics(text: str) -> tuple[tuple[str, ...], tuple[RankingMetric, ...]]:
+    try:
+        return parse_metrics(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+RANKING_JSON_HELP = """\
+  with ranking metrics (--metrics ndcg@10,...):
+  runs[].ranking    metrics (name -> mean over the test users), relevance, n_users,
+                    n_users_skipped (no relevant test item), n_relevant, n_relevant_excluded,
+                    block_users, seconds, tie_break
+  ranking           relevance, and per metric {mean, ci95} over the runs
+"""
+
+
+def _test_line(record: dict[str, Any], rating: tuple[str, ...], ranking: tuple) -> str:
+    parts = [f"{name.upper()} {record['test_' + name]:.4f}" for name in rating]
+    parts += [f"{m} {record['ranking']['metrics'][str(m)]:.4f}" for m in ranking]
+    return "test " + "  ".join(parts)
 
 
 def _grid(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, tuple]:
@@ -86,12 +128,20 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = model_overrides(args)
     grid = _grid(args, overrides)
+    rating_metrics, ranking_metrics = args.metrics
+    if args.relevance is not None and not ranking_metrics:
+        raise ConfigError("--relevance sets the threshold of ranking metrics; --metrics has none")
     check_output_file(args.json, "--json")
     # The full configuration (defaults included); tuned fields show their per-run choice in runs.
     config = make_model(args.model, **overrides).config
     reporter = args.progress
 
     dataset = dataset_from_args(args)
+    low, high = dataset.ratings.rating_scale
+    if args.relevance is not None and not low <= args.relevance <= high:
+        raise ConfigError(
+            f"--relevance {args.relevance:g} is outside the rating scale {low}..{high}"
+        )
     runs = []
     for seed in range(args.seed, args.seed + args.runs):
         result = run_protocol(
@@ -105,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
             # A grid given on the command line is searched exactly as given.
             open_above=() if args.lambdas is not None else None,
             progress=reporter.phase_hook(f"seed {seed}: ") if reporter is not None else None,
+            ranking=ranking_metrics,
+            relevance=args.relevance,
         )
         runs.append(result.record)
         if reporter is not None:
@@ -112,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
         if not is_main_process():
             continue
         print(
-            f"run {len(runs)}/{args.runs} seed {seed}: test RMSE {result.record['test_rmse']:.4f}"
-            f"  MAE {result.record['test_mae']:.4f}  "
+            f"run {len(runs)}/{args.runs} seed {seed}: "
+            f"{_test_line(result.record, rating_metrics, ranking_metrics)}  "
             f"chosen {json.dumps(result.record['hyperparameters'])}  "
             f"({result.record['train_seconds']:.1f} s)",
             flush=True,
@@ -123,9 +175,38 @@ def run(args: argparse.Namespace) -> int:
     mean, ci = summary_ci95([r["test_rmse"] for r in runs])
     mae_mean, _ = summary_ci95([r["test_mae"] for r in runs])
     ci_text = "n/a (one run)" if ci is None else f"{ci:.4f}"
-    print(
-        f"{args.model} on {dataset.name}, {args.runs} run(s): test RMSE {mean:.4f} +- {ci_text} "
-        f"(95% CI); MAE {mae_mean:.4f}"
-    )
-    write_json(args.json, summary_json(dataset.name, args.model, config.to_dict(), runs))
+    if rating_metrics:
+        print(
+            f"{args.model} on {dataset.name}, {args.runs} run(s): test RMSE {mean:.4f} +- "
+            f"{ci_text} (95% CI); MAE {mae_mean:.4f}"
+        )
+    payload = summary_json(dataset.name, args.model, config.to_dict(), runs)
+    if ranking_metrics:
+        payload["ranking"] = _ranking_summary(runs, ranking_metrics)
+        print(_ranking_line(args.model, dataset.name, args.runs, payload["ranking"]))
+    write_json(args.json, payload)
     return 0
+
+
+def _ranking_summary(runs: list[dict[str, Any]], metrics: tuple) -> dict[str, Any]:
+    """Mean and 95% CI half-width (None for one run) of each ranking metric over the runs."""
+    from autorec.evaluation import summary_ci95
+
+    out: dict[str, Any] = {"relevance": runs[0]["ranking"]["relevance"], "metrics": {}}
+    for m in metrics:
+        mean, ci = summary_ci95([r["ranking"]["metrics"][str(m)] for r in runs])
+        out["metrics"][str(m)] = {"mean": mean, "ci95": ci}
+    return out
+
+
+def _ranking_line(model: str, dataset: str, n_runs: int, summary: dict[str, Any]) -> str:
+    parts = [
+        f"{name} {v['mean']:.4f} +- {'n/a' if v['ci95'] is None else format(v['ci95'], '.4f')}"
+        for name, v in summary["metrics"].items()
+    ]
+    return (
+        f"{model} on {dataset}, {n_runs} run(s), full ranking (relevance >= "
+        f"{summary['relevance']:g}, train and validation items excluded): "
+        + "; ".join(parts)
+        + " (95% CI)"
+    )

@@ -13,8 +13,10 @@ from autorec.models.autorec import AutoRec
 from autorec.models.base import BaseConfig, Recommender
 from autorec.models.baselines import BiasBaseline
 from autorec.models.biased_mf import BiasedMF
+from autorec.models.ease import Ease
 from autorec.models.knn import ItemKNN
 from autorec.models.llorma import Llorma
+from autorec.models.popularity import Popularity
 from autorec.models.rbm import RBM
 
 # name -> (class, config fields that define the named variant)
@@ -27,6 +29,8 @@ _REGISTRY: dict[str, tuple[type[Recommender], dict[str, Any]]] = {
     "llorma": (Llorma, {}),
     "i-rbm": (RBM, {"variant": "item"}),
     "u-rbm": (RBM, {"variant": "user"}),
+    "pop": (Popularity, {}),
+    "ease": (Ease, {}),
 }
 
 MODEL_NAMES = tuple(_REGISTRY)

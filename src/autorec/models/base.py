@@ -8,7 +8,14 @@ cornac's ``Recommender`` do):
 * ``predict(user_idx, item_idx)`` is vectorised over aligned index arrays. A pair whose user or item
   has no training rating (or whose index is -1: an id outside the vocabulary) gets the fallback;
   an index >= n_users / n_items raises ``IndexError``. Every prediction is clipped to the scale.
-* ``recommend(user_id, k)`` ranks the items the user has not rated in training, by raw id.
+* ``recommend(user_id, k)`` ranks the items the user has not rated in training on the model's
+  raw ranking score (``by="score"``) or on the predicted rating (``by="rating"``).
+* Ranking hooks: ``_rank_score(user_idx, item_idx)`` is the raw score lists are ranked on. By
+  default it is the unclipped prediction (``_score`` on known pairs, the fallback on the others),
+  so that items predicted above the top of the scale do not tie; a ranking model whose score is
+  not a rating (popularity, EASE) overrides it. ``_score_block(user_idx)`` gives the same scores
+  for every item of a block of users, (n_block, n_items); a model that can compute whole rows at
+  once (a dense matrix product) overrides it. :mod:`autorec.ranking` and ``recommend`` use both.
 * ``save(dir)`` / ``load(dir)``: weights in safetensors plus ``model.json`` with the config,
   vocabularies and versions. Loading never unpickles anything.
 
@@ -32,6 +39,7 @@ import numpy as np
 from autorec.data.ratings import IdIndex, Ratings
 from autorec.errors import ConfigError
 from autorec.models.biases import fit_biases
+from autorec.ranking import top_k
 
 if TYPE_CHECKING:
     from autorec.models.training import Checkpointer, Progress
@@ -233,12 +241,17 @@ class Recommender(ABC):
             bad = np.flatnonzero((arr < -1) | (arr >= n))
             if len(bad):
                 raise IndexError(f"{name}[{bad[0]}] = {arr[bad[0]]} is outside -1..{n - 1}")
+        low, high = self.rating_scale
+        return np.clip(self._unclipped(users, items), low, high).astype(np.float32)
+
+    def _unclipped(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """float64 predictions before clipping: ``_score`` where the model knows the pair, the
+        fallback elsewhere."""
         known = self.known_mask(users, items)
         out = self._fallback_scores(users, items)
         if known.any():
             out[known] = self._score(users[known], items[known])
-        low, high = self.rating_scale
-        return np.clip(out, low, high).astype(np.float32)
+        return out
 
     def known_mask(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """True where the model scores the pair itself (both have training ratings)."""
@@ -249,31 +262,50 @@ class Recommender(ABC):
         return ok
 
     def recommend(
-        self, user_id: object, k: int = 10, *, exclude_seen: bool = True
+        self,
+        user_id: object,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        by: Literal["score", "rating"] = "score",
     ) -> list[tuple[object, float]]:
         """Top-``k`` items for a raw user id, as ``(item_id, predicted rating)``, best first.
 
-        Items the user rated in training are excluded (``exclude_seen``). Ties are broken by item
-        index so the order is deterministic.
+        ``by="score"`` (the default) ranks on the model's raw ranking score (:meth:`_score_block`,
+        the lists :mod:`autorec.ranking` evaluates): a prediction above the top of the scale
+        still outranks a lower one, and a ranking model (``pop``, ``ease``) ranks on its own
+        score. ``by="rating"`` ranks on the predicted rating as :meth:`predict` returns it
+        (clipped to the scale, so items predicted at or above the top tie). Either way the value
+        returned with each item is its predicted rating, so with ``by="score"`` the values need
+        not be in descending order. Items the user rated in training are excluded
+        (``exclude_seen``). Equal scores: the lower item index first
+        (:func:`autorec.ranking.top_k`).
 
         Raises:
             KeyError: the user id is not in the vocabulary.
+            ValueError: ``k < 1`` or an unknown ``by``.
         """
         self._check_fitted()
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if by not in ("score", "rating"):
+            raise ValueError(f"by must be 'score' or 'rating', got {by!r}")
         user_idx = self.users.index_of(user_id)
         if user_idx < 0:
             raise KeyError(f"unknown user id {user_id!r}")
-        items = np.arange(self.n_items)
-        scores = self.predict(np.full(self.n_items, user_idx), items).astype(np.float64)
+        if by == "score":
+            scores = np.array(self._score_block(np.array([user_idx]))[0], dtype=np.float64)
+        else:
+            scores = self.predict(np.full(self.n_items, user_idx), np.arange(self.n_items))
+            scores = scores.astype(np.float64)
         if exclude_seen:
-            seen = self._seen_items(user_idx)
-            scores[seen] = -np.inf
+            scores[self._seen_items(user_idx)] = -np.inf
         n_candidates = int(np.isfinite(scores).sum())
-        k = min(k, n_candidates)
-        order = np.lexsort((items, -scores))[:k]
-        return [(self.items.ids[i].item(), float(scores[i])) for i in order]
+        if n_candidates == 0:
+            return []
+        top = top_k(scores[None, :], min(k, n_candidates))[0]  # (k,) item indices
+        rating = self.predict(np.full(len(top), user_idx), top)
+        return [(self.items.ids[i].item(), float(r)) for i, r in zip(top, rating, strict=True)]
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -304,6 +336,42 @@ class Recommender(ABC):
     @abstractmethod
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Raw scores for pairs whose user and item both have training ratings."""
+
+    def _rank_score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Raw ranking scores (float64) for aligned in-vocabulary index arrays (no -1).
+
+        Default: the unclipped prediction, ``_score`` on the pairs the model knows and the
+        fallback on the others. A model whose ranking score is not its rating prediction
+        overrides it and then answers every pair itself.
+        """
+        return self._unclipped(
+            np.asarray(user_idx, dtype=np.int64), np.asarray(item_idx, dtype=np.int64)
+        )
+
+    def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
+        """(n_block, n_items) float64 ranking scores of every item for each user of the block:
+        ``_rank_score`` of every (user, item) pair of the block.
+
+        Default: ``_rank_score`` on the flattened grid (16 bytes of indices per cell besides the
+        scores). A model that can score whole rows at once (a matrix product) overrides it, and
+        :meth:`_block_with_fallback` then puts the fallback where the model does not know the
+        pair.
+        """
+        users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
+        pair_users = np.repeat(users, self.n_items)  # (n_block * n_items,)
+        pair_items = np.tile(np.arange(self.n_items, dtype=np.int64), len(users))
+        scores = self._rank_score(pair_users, pair_items)
+        return np.asarray(scores, dtype=np.float64).reshape(len(users), self.n_items)
+
+    def _block_with_fallback(self, user_idx: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """``scores`` (n_block, n_items) with the fallback written, in place, over the cells of
+        pairs the model does not know (a user or item without training ratings)."""
+        users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
+        unknown = ~(self.user_seen[users][:, None] & self.item_seen[None, :])  # (n_block, n_items)
+        rows, cols = np.nonzero(unknown)
+        if len(rows):
+            scores[rows, cols] = self._fallback_scores(users[rows], cols)
+        return scores
 
     def _state(self) -> dict[str, np.ndarray]:
         """Arrays to save (float32 / int arrays)."""

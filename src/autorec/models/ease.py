@@ -21,11 +21,11 @@ O(n_items^3) time and about 3 x 8 x n_items^2 bytes (0.3 GB for ML-1M's 3,706 it
 ML-20M's 26,744); ``B`` is kept in float32.
 
 EASE is a ranking model: its scores are not ratings. ``predict`` (and so RMSE) is the damped bias
-baseline ``mu + b_u + b_i`` of the base class, stated as such; ``_rank_score`` is the EASE
-score, defined for every pair (a user or an item without training ratings scores 0: its row of
-X, or its column of B, is zero).
+baseline ``mu + b_u + b_i`` of the base class, stated as such; ``_rank_score`` (and
+``_score_block``, whole rows) is the EASE score, defined for every pair (a user or an item
+without training ratings scores 0: its row of X, or its column of B, is zero).
 
-lambda is chosen on validation ranking quality (:data:`RANKING_GRID`,
+lambda is chosen on validation ranking quality (:data:`LAMBDA_GRID`,
 :func:`autorec.ranking.select_on_validation`), never on RMSE, which does not depend on it.
 """
 
@@ -131,6 +131,11 @@ class Ease(Recommender):
             at = order[lo:hi]
             out[at] = rows[inverse[at] - start, items[at]]
         return out
+
+    def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
+        """Rows ``X[users] B`` (n_block, n_items), float64."""
+        users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
+        return np.asarray(self._x()[users] @ self.weights, dtype=np.float64)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights, "x_indptr": self.x_indptr, "x_items": self.x_items}

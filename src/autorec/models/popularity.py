@@ -12,8 +12,9 @@ a user goes on to rate. Every ranking table must beat it.
 
 As a rating predictor (``predict``, RMSE) the model is the damped bias baseline
 ``mu + b_u + b_i`` (Koren 2010; the base class's fallback biases), so its RMSE is the bias
-baseline's: popularity is not a rating. ``_rank_score`` returns the popularity for every pair,
-including users and items without training ratings (an unseen item has popularity 0).
+baseline's: popularity is not a rating. ``_rank_score`` and ``_score_block`` return the
+popularity for every pair, including users and items without training ratings (an unseen item
+has popularity 0).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class Popularity(Recommender):
     def _rank_score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Popularity n_i (float64) of each pair's item; the user does not matter."""
         return self.item_count[np.asarray(item_idx, dtype=np.int64)].astype(np.float64)
+
+    def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
+        """(n_block, n_items): the popularity row, once per user."""
+        n_block = len(np.asarray(user_idx).reshape(-1))
+        return np.repeat(self.item_count[None, :].astype(np.float64), n_block, axis=0)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_count": self.item_count}
