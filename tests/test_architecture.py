@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "models": FOUNDATION | {"data"} | METRICS,
     "protocol": FOUNDATION | {"data", "models"} | METRICS,
     "reproduce": FOUNDATION | {"data", "models", "protocol"} | METRICS,
-    "cli": FOUNDATION | {"data", "models", "protocol", "reproduce"} | METRICS,
+    "serve": FOUNDATION | {"data", "models"} | METRICS,
+    "cli": FOUNDATION | {"data", "models", "protocol", "reproduce", "serve"} | METRICS,
     "__main__": {"cli"},
 }
 
