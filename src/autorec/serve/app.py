@@ -176,6 +176,8 @@ def create_app(
         responses={code: {"model": ErrorBody} for code in (401, 404, 409, 422)},
     )
     app.state.holder = holder
+    if token:
+        app.add_middleware(_BearerAuth, token=token)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
