@@ -52,7 +52,14 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help=f"file holding the bearer token (first line); default: ${TOKEN_ENV}, else no token",
     )
-    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="CPU threads for torch (default 1: a request's tensors are small and concurrent "
+        "requests are batched; more threads wait on each other on a busy machine)",
+    )
     p.add_argument(
         "--graceful-timeout",
         type=positive_int,
@@ -91,10 +98,9 @@ def run(args: argparse.Namespace) -> int:
             "pip install 'autorec-cf[serve]'"
         ) from None
     token = read_token(args)
-    if args.threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     snapshot = load_snapshot(args.model_dir)  # a bad folder: one error line before binding
     where = f"http://{args.host}:{args.port}"
     auth = "token required" if token else "no token"
