@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     # Several processes need an import string: each worker loads the folder itself.
     del snapshot
     os.environ[MODEL_DIR_ENV] = str(Path(args.model_dir).expanduser().resolve())
+    os.environ["AUTOREC_SERVE_THREADS"] = str(args.threads)
     if token:
         os.environ[TOKEN_ENV] = token
     else:

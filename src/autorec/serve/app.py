@@ -323,9 +323,13 @@ def _scored(recs: list[tuple[object, float]]) -> list[dict[str, Any]]:
 
 def app_from_environment() -> FastAPI:
     """The application of one worker of ``autorec serve --workers N`` (uvicorn's factory):
-    the folder from ``$AUTOREC_SERVE_MODEL_DIR``, the token from ``$AUTOREC_TOKEN``."""
+    the folder from ``$AUTOREC_SERVE_MODEL_DIR``, the token from ``$AUTOREC_TOKEN``, torch
+    threads from ``$AUTOREC_SERVE_THREADS`` (a spawned worker does not inherit the parent's)."""
     import os
 
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("AUTOREC_SERVE_THREADS", "1")))
     return create_app(
         os.environ["AUTOREC_SERVE_MODEL_DIR"], os.environ.get("AUTOREC_TOKEN") or None
     )
