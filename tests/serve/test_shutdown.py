@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -70,3 +71,16 @@ def test_an_empty_token_file_is_one_error_line(
     assert main([*args, "--token-file", str(tmp_path / "token")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "first line is empty" in err, err
+
+
+def test_a_port_in_use_is_one_error_line(
+    model_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["serve", "--model-dir", str(model_dirs["i-autorec"]), "--port", str(port)]
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "in use" in err, err

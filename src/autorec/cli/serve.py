@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
         "OpenAPI docs at /docs. Binds to 127.0.0.1 unless --host says otherwise. With a token "
         f"(--token-file, else ${TOKEN_ENV}) every endpoint but /health needs 'Authorization: "
         "Bearer TOKEN'. POST /v1/admin/reload or SIGHUP reloads the folder; SIGTERM finishes "
-        "the requests in flight, then exits (143).",
+        "the requests in flight, then exits 0.",
         examples=EXAMPLES,
     )
     add_model_dir(p)
@@ -86,6 +87,21 @@ def read_token(args: argparse.Namespace) -> str | None:
     return token
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse, before loading the model, an address this process cannot listen on (in use,
+    not an address of this machine, a privileged port)."""
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            s.bind(where)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --host or "
+            "--port"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -98,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             "pip install 'autorec-cf[serve]'"
         ) from None
     token = read_token(args)
+    check_address(args.host, args.port)
     import torch
 
     torch.set_num_threads(args.threads)
