@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Any
 
@@ -159,14 +160,15 @@ def run(args: argparse.Namespace) -> int:
     if choice.fixed:
         dataset_name, folds = fixed_splits(args, choice, args.seed)
         # one run per fold, all with --seed: the folds are what varies
-        plan = [(args.seed, fold, split) for fold, split in folds]
+        plan = [(args.seed, fold, lambda split=split: split) for fold, split in folds]
         low, high = folds[0][1].train.rating_scale
     else:
         dataset = dataset_from_args(args)
         dataset_name = dataset.name
         n_runs = 5 if args.runs is None else args.runs
+        # each split made when its run starts: one at a time in memory (Netflix: 100M ratings)
         plan = [
-            (seed, None, checked_split(dataset, seed, "use a larger data set"))
+            (seed, None, functools.partial(checked_split, dataset, seed, "use a larger data set"))
             for seed in range(args.seed, args.seed + n_runs)
         ]
         low, high = dataset.ratings.rating_scale
@@ -175,8 +177,9 @@ def run(args: argparse.Namespace) -> int:
             f"--relevance {args.relevance:g} is outside the rating scale {low}..{high}"
         )
     runs = []
-    for seed, fold, split in plan:
+    for seed, fold, make_split in plan:
         name = f"seed {seed}" if fold is None else f"fold {fold}"
+        split = make_split()
         result = run_protocol(
             split.train,
             args.model,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec.cli.options import (
+    SplitChoice,
     add_command,
     add_dataset_arguments,
     add_model_arguments,
@@ -161,7 +162,7 @@ def cold_text(record: dict[str, Any], fallback: str) -> str:
     return f"{record['n_test_fallback']} of {record['n_test']} test pairs cold: fallback {fallback}"
 
 
-def _stem(args: argparse.Namespace, choice: Any) -> str:
+def _stem(args: argparse.Namespace, choice: SplitChoice) -> str:
     """The data set's part of the default model folder: ``ml-100k-u1``, ``a.csv``."""
     if choice.kind == "files":
         return Path(choice.train).name
