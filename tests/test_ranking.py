@@ -235,7 +235,8 @@ def test_ranks_on_the_raw_score_not_the_clipped_rating() -> None:
 def test_unknown_pairs_get_the_unclipped_fallback() -> None:
     # Item 2 has no training rating: the constant fallback, (1 + 5) / 2 = 3, answers it.
     train = ratings(2, 3, [(0, 0, 5), (1, 1, 1)])
-    model = FixedScores(np.array([[9.0, -4.0, 100.0], [0.5, 2.0, 100.0]])).fit(train)
+    matrix = np.array([[9.0, -4.0, 100.0], [0.5, 2.0, 100.0]])
+    model = FixedScores(matrix, fallback="constant").fit(train)
     np.testing.assert_array_equal(score_block(model, np.array([1, 0])), [[0.5, 2, 3], [9, -4, 3]])
 
 

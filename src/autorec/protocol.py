@@ -14,9 +14,10 @@ For one seed:
 3. retrain that point on train + validation (all the 90%) for the number of epochs validation
    chose (``retrain=False`` keeps the validation-stopped model instead);
 4. score the test set; test ratings whose user or item has no training rating get the model's
-   fallback (paper: 3) and are counted. With ``ranking`` metrics, the tested model also ranks
-   the whole catalogue for every test user, train and validation items excluded (the retrained
-   model saw both), and the lists are scored on the test set
+   fallback (one rule for every model, ``fallback``: the bias baseline by default, the paper's
+   constant 3 with ``"constant"``) and are counted. With ``ranking`` metrics, the tested model
+   also ranks the whole catalogue for every test user, train and validation items excluded (the
+   retrained model saw both), and the lists are scored on the test set
    (:func:`autorec.ranking.evaluate_ranking`).
 
 The test set is touched once, after every choice is made.
@@ -298,6 +299,7 @@ def run_protocol(
         "n_val": summary["n_val"],
         "n_test": summary["n_test"],
         "n_test_fallback": metrics["n_fallback"],
+        "fallback": model.config.fallback,  # the rule that answered them
         "hyperparameters": chosen,
         "candidates": candidates,
         "epochs": model.history.n_epochs,

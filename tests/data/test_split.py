@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from autorec.data import Ratings, Split, holdout_validation, kfold, paper_split, random_split
-from autorec.data.loaders import load_dataset, official_split
+from autorec.data.loaders import load_dataset, load_file, official_split
+from autorec.data.split import union_split, with_validation
 from autorec.data.synthetic import synthetic_ratings
 from autorec.errors import DataError
 from tests.data.conftest import need
@@ -161,3 +162,51 @@ def test_official_split_on_small_files(tmp_path: Path) -> None:
     (folder / "ua.test").write_text("6\t7\t3\t1\n")
     with pytest.raises(DataError, match="user 6 is not in"):
         official_split("ml-100k", "ua", data_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed splits: validation carved from a given train, union vocabularies of two files
+# ---------------------------------------------------------------------------------------------
+def test_with_validation_carves_ten_percent_of_train_and_keeps_test(ratings: Ratings) -> None:
+    fixed = random_split(ratings, 0.2, seed=3)
+    carved = with_validation(fixed, seed=7)
+    assert carved.test is fixed.test
+    # round(0.1 * 4001) = 400 of the train ratings, the rest stays train
+    assert (carved.val.n_ratings, carved.train.n_ratings) == (400, fixed.train.n_ratings - 400)
+    assert np.array_equal(
+        np.sort(np.concatenate([keys(carved.train), keys(carved.val)])), np.sort(keys(fixed.train))
+    )
+    again = with_validation(fixed, seed=7)
+    assert np.array_equal(keys(again.val), keys(carved.val))
+    assert not np.array_equal(keys(with_validation(fixed, seed=8).val), keys(carved.val))
+    with pytest.raises(ValueError, match="already has a validation set"):
+        with_validation(carved, seed=0)
+
+
+def test_union_split_reindexes_both_files_over_the_union(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("u1,a,5\nu2,b,3\nu1,b,4\n")
+    # u3 and item c only in test; u2 rates a only in test (both known: not cold)
+    (tmp_path / "test.csv").write_text("u3,a,2\nu2,a,1\nu1,c,4\n")
+    train = load_file(tmp_path / "train.csv").ratings
+    test = load_file(tmp_path / "test.csv").ratings
+    split = union_split(train, test)
+    assert split.train.users.to_list() == ["u1", "u2", "u3"]
+    assert split.train.items.to_list() == ["a", "b", "c"]
+    assert split.test.users == split.train.users and split.test.items == split.train.items
+    # train keeps its indices; the test pairs are (u3, a), (u2, a), (u1, c)
+    assert split.train.user_idx.tolist() == train.user_idx.tolist()
+    assert split.test.user_idx.tolist() == [2, 1, 0]
+    assert split.test.item_idx.tolist() == [0, 0, 2]
+    assert split.test_unseen.tolist() == [True, False, True]
+    # scales: train's data spans 3..5, test's 1..4 -> the union 1..5
+    assert split.train.rating_scale == split.test.rating_scale == (1.0, 5.0)
+
+
+def test_union_split_joins_integer_and_text_ids_as_text(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("1,10,5\n2,10,3\n")
+    (tmp_path / "test.csv").write_text("1,10,4\nx,10,2\n")
+    split = union_split(
+        load_file(tmp_path / "train.csv").ratings, load_file(tmp_path / "test.csv").ratings
+    )
+    assert split.train.users.to_list() == ["1", "2", "x"]  # "1" in both files is one user
+    assert split.test.user_idx.tolist() == [0, 2]

@@ -277,7 +277,8 @@ def test_score_block_equals_score_and_the_fallback(low_rank, variant, f) -> None
     # bounded one mapped onto the scale. User 0 and
     # item 0 have no training rating: their cells are the fallback (constant 3), exactly.
     train = low_rank.subset((low_rank.user_idx != 0) & (low_rank.item_idx != 0))
-    model = AutoRec(AutoRecConfig(variant=variant, f=f, hidden=(8,), n_epochs=5, lam=1.0))
+    config = AutoRecConfig(variant=variant, f=f, hidden=(8,), n_epochs=5, lam=1.0)
+    model = AutoRec(config.replace(fallback="constant"))  # the rule the last line checks
     model.fit(train)
     users = np.array([0, 1, 5, 119, 2])
     block = model._score_block(users)  # (5, 80)

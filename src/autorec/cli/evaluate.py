@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Any
 
@@ -11,9 +12,11 @@ from autorec.cli.options import (
     add_dataset_arguments,
     add_model_arguments,
     dataset_from_args,
+    fixed_splits,
     floats,
     model_overrides,
     positive_int,
+    split_choice,
 )
 from autorec.cli.outputs import (
     JSON_HELP,
@@ -22,7 +25,7 @@ from autorec.cli.outputs import (
     summary_json,
     write_json,
 )
-from autorec.cli.train import checked_split
+from autorec.cli.train import checked_split, cold_text
 from autorec.errors import ConfigError
 from autorec.ranking import RANKING_KINDS, RankingMetric, parse_metrics
 
@@ -31,6 +34,10 @@ EXAMPLES = """\
   autorec evaluate --dataset ml-1m --model u-autorec --hidden 100 --runs 5
   autorec evaluate --dataset ml-1m --model i-autorec --runs 5 --lambdas 0.001,0.01,0.1,1,100,1000
   autorec evaluate --dataset ml-100k --model biased-mf --seed 3 --runs 2
+  autorec evaluate --dataset ml-100k --split official:u1 --model i-autorec
+  autorec evaluate --dataset ml-100k --split official:u1,u2,u3,u4,u5 --model i-autorec
+  autorec evaluate --train a.csv --test b.csv --sep , --header --model bias
+  autorec evaluate --dataset ml-1m --model i-autorec --runs 5 --fallback constant  # paper rule
   autorec evaluate --dataset ml-1m --model i-autorec --runs 1 --metrics rmse,ndcg@10,recall@20
 """
 
@@ -44,14 +51,22 @@ def register(subparsers: Any) -> None:
         "point of the model's tuning grid on train (extending AutoRec's lambda upward while "
         "validation picks the largest), keep the one with the lowest validation RMSE, retrain "
         "it on train + validation, and score the test set once. Prints each run and the mean "
-        "test RMSE with its 95% confidence interval.",
+        "test RMSE with its 95% confidence interval. With --split official:FOLDS or --train "
+        "FILE --test FILE the runs are the given folds instead, each run once (validation: 10% "
+        "of its train, drawn with --seed). Every model answers test pairs whose user or item "
+        "has no training rating with one rule, --fallback (default: the bias baseline), and "
+        "their number is printed.",
         examples=EXAMPLES + "\n" + JSON_HELP + RANKING_JSON_HELP,
     )
-    add_dataset_arguments(p)
+    add_dataset_arguments(p, fixed_splits=True)
     add_model_arguments(p)
     g = p.add_argument_group("run")
     g.add_argument(
-        "--runs", type=positive_int, default=5, metavar="R", help="number of splits (default 5)"
+        "--runs",
+        type=positive_int,
+        metavar="R",
+        help="number of random splits, seeds S..S+R-1 (default 5); not with fixed splits, "
+        "whose folds are the runs",
     )
     g.add_argument(
         "--lambdas",
@@ -126,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
     from autorec.models import make_model
     from autorec.protocol import run_protocol
 
+    choice = split_choice(args)
+    if choice.fixed and args.runs is not None:
+        raise ConfigError(
+            "--runs counts random splits; with --split or --train/--test each fold runs once "
+            "(--seed draws its validation set)"
+        )
     overrides = model_overrides(args)
     grid = _grid(args, overrides)
     rating_metrics, ranking_metrics = args.metrics
@@ -136,36 +157,54 @@ def run(args: argparse.Namespace) -> int:
     config = make_model(args.model, **overrides).config
     reporter = args.progress
 
-    dataset = dataset_from_args(args)
-    low, high = dataset.ratings.rating_scale
+    if choice.fixed:
+        dataset_name, folds = fixed_splits(args, choice, args.seed)
+        # one run per fold, all with --seed: the folds are what varies
+        plan = [(args.seed, fold, lambda split=split: split) for fold, split in folds]
+        low, high = folds[0][1].train.rating_scale
+    else:
+        dataset = dataset_from_args(args)
+        dataset_name = dataset.name
+        n_runs = 5 if args.runs is None else args.runs
+        # each split made when its run starts: one at a time in memory (Netflix: 100M ratings)
+        plan = [
+            (seed, None, functools.partial(checked_split, dataset, seed, "use a larger data set"))
+            for seed in range(args.seed, args.seed + n_runs)
+        ]
+        low, high = dataset.ratings.rating_scale
     if args.relevance is not None and not low <= args.relevance <= high:
         raise ConfigError(
             f"--relevance {args.relevance:g} is outside the rating scale {low}..{high}"
         )
     runs = []
-    for seed in range(args.seed, args.seed + args.runs):
+    for seed, fold, make_split in plan:
+        name = f"seed {seed}" if fold is None else f"fold {fold}"
+        split = make_split()
         result = run_protocol(
-            dataset.ratings,
+            split.train,
             args.model,
             seed=seed,
             overrides={**overrides, "seed": seed},
             grid=grid,
             retrain=not args.no_retrain,
-            split=checked_split(dataset, seed, "use a larger data set"),
+            split=split,
             # A grid given on the command line is searched exactly as given.
             open_above=() if args.lambdas is not None else None,
-            progress=reporter.phase_hook(f"seed {seed}: ") if reporter is not None else None,
+            progress=reporter.phase_hook(f"{name}: ") if reporter is not None else None,
             ranking=ranking_metrics,
             relevance=args.relevance,
         )
+        if fold is not None:
+            result.record["fold"] = fold
         runs.append(result.record)
         if reporter is not None:
             reporter.close()
         if not is_main_process():
             continue
         print(
-            f"run {len(runs)}/{args.runs} seed {seed}: "
+            f"run {len(runs)}/{len(plan)} {name}: "
             f"{_test_line(result.record, rating_metrics, ranking_metrics)}  "
+            f"({cold_text(result.record, config.fallback)})  "
             f"chosen {json.dumps(result.record['hyperparameters'])}  "
             f"({result.record['train_seconds']:.1f} s)",
             flush=True,
@@ -175,15 +214,21 @@ def run(args: argparse.Namespace) -> int:
     mean, ci = summary_ci95([r["test_rmse"] for r in runs])
     mae_mean, _ = summary_ci95([r["test_mae"] for r in runs])
     ci_text = "n/a (one run)" if ci is None else f"{ci:.4f}"
+    over = f"{len(runs)} run(s)" if not choice.fixed else f"{len(runs)} fold(s)"
+    if choice.kind == "official":
+        over += f" ({','.join(choice.folds)})"
+    n_cold = sum(r["n_test_fallback"] for r in runs)
+    n_test = sum(r["n_test"] for r in runs)
     if rating_metrics:
         print(
-            f"{args.model} on {dataset.name}, {args.runs} run(s): test RMSE {mean:.4f} +- "
-            f"{ci_text} (95% CI); MAE {mae_mean:.4f}"
+            f"{args.model} on {dataset_name}, {over}: test RMSE {mean:.4f} +- "
+            f"{ci_text} (95% CI); MAE {mae_mean:.4f}; {n_cold} of {n_test} test pairs cold, "
+            f"answered by the {config.fallback} fallback"
         )
-    payload = summary_json(dataset.name, args.model, config.to_dict(), runs)
+    payload = summary_json(dataset_name, args.model, config.to_dict(), runs, choice)
     if ranking_metrics:
         payload["ranking"] = _ranking_summary(runs, ranking_metrics)
-        print(_ranking_line(args.model, dataset.name, args.runs, payload["ranking"]))
+        print(_ranking_line(args.model, dataset_name, over, payload["ranking"]))
     write_json(args.json, payload)
     return 0
 
@@ -199,13 +244,13 @@ def _ranking_summary(runs: list[dict[str, Any]], metrics: tuple) -> dict[str, An
     return out
 
 
-def _ranking_line(model: str, dataset: str, n_runs: int, summary: dict[str, Any]) -> str:
+def _ranking_line(model: str, dataset: str, over: str, summary: dict[str, Any]) -> str:
     parts = [
         f"{name} {v['mean']:.4f} +- {'n/a' if v['ci95'] is None else format(v['ci95'], '.4f')}"
         for name, v in summary["metrics"].items()
     ]
     return (
-        f"{model} on {dataset}, {n_runs} run(s), full ranking (relevance >= "
+        f"{model} on {dataset}, {over}, full ranking (relevance >= "
         f"{summary['relevance']:g}, train and validation items excluded): "
         + "; ".join(parts)
         + " (95% CI)"

@@ -16,10 +16,11 @@ import math
 import textwrap
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from autorec.errors import ConfigError
+from autorec.errors import AutorecError, ConfigError
 
 
 class CliParser(argparse.ArgumentParser):
@@ -156,20 +157,50 @@ def _scale(text: str) -> tuple[float, float]:
 
 
 def add_dataset_arguments(
-    parser: argparse.ArgumentParser, *, required: bool = True, default_help: str = ""
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = True,
+    default_help: str = "",
+    fixed_splits: bool = False,
 ) -> None:
-    """The options that say which ratings to load (see :func:`dataset_from_args`)."""
+    """The options that say which ratings to load (see :func:`dataset_from_args`);
+    ``fixed_splits`` adds ``--split`` and ``--train``/``--test`` (see :func:`split_choice`)."""
     from autorec.data import KNOWN_DATASETS
     from autorec.data.loaders import DUPLICATE_POLICIES
 
     g = parser.add_argument_group("data set")
     g.add_argument(
         "--dataset",
-        required=required,
+        # with fixed splits, --train/--test may replace it (split_choice checks)
+        required=required and not fixed_splits,
         metavar="NAME_OR_PATH",
         help=f"a known name ({', '.join(KNOWN_DATASETS)}), synthetic:PRESET, or a rating file"
         + default_help,
     )
+    if fixed_splits:
+        folds = "; ".join(
+            f"{k}: {','.join(v.official_folds)}"
+            for k, v in KNOWN_DATASETS.items()
+            if v.official_folds
+        )
+        g.add_argument(
+            "--split",
+            metavar="official:FOLD[,FOLD...]",
+            help=f"the data set's official train/test folds instead of the paper's random "
+            f"90/10 split ({folds}); validation is 10%% of the fold's train, drawn with --seed",
+        )
+        g.add_argument(
+            "--train",
+            metavar="FILE",
+            help="a rating file to train on, with --test FILE instead of --dataset (parsed with "
+            "the options below); validation is 10%% of it, drawn with --seed",
+        )
+        g.add_argument(
+            "--test",
+            metavar="FILE",
+            help="the rating file to test on, with --train; users and items only it has get "
+            "the fallback and are counted",
+        )
     g.add_argument(
         "--data-dir",
         metavar="DIR",
@@ -219,6 +250,113 @@ def dataset_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class SplitChoice:
+    """The split ``--split`` / ``--train --test`` ask for, checked before any data is loaded.
+
+    ``kind``: "paper" (random 90/10 splits of ``--dataset``, one per seed), "official" (the
+    folds ``folds`` of ``--dataset``) or "files" (``train`` and ``test``)."""
+
+    kind: Literal["paper", "official", "files"]
+    folds: tuple[str, ...] = ()
+    train: str | None = None
+    test: str | None = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.kind != "paper"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON ``split`` field."""
+        if self.kind == "official":
+            return {"kind": "official", "folds": list(self.folds)}
+        if self.kind == "files":
+            return {"kind": "files", "train": self.train, "test": self.test}
+        return {"kind": "paper"}
+
+
+def split_choice(args: argparse.Namespace) -> SplitChoice:
+    """What ``--dataset``, ``--split``, ``--train`` and ``--test`` ask for, refused when they
+    do not combine (one line each; the known folds listed for an unknown one)."""
+    from autorec.data.loaders import check_official_fold
+
+    train, test, spec = args.train, args.test, args.split
+    if train is not None or test is not None:
+        if train is None or test is None:
+            raise ConfigError("--train and --test go together: give both files")
+        if args.dataset is not None:
+            raise ConfigError("--dataset and --train/--test both name the ratings: give one")
+        if spec is not None:
+            raise ConfigError("--split chooses folds of --dataset; --train/--test is a split")
+        if args.download:
+            raise ConfigError("--download fetches a named data set; --train/--test are files")
+        return SplitChoice("files", train=train, test=test)
+    if args.dataset is None:
+        raise ConfigError("give --dataset NAME_OR_PATH, or --train FILE --test FILE")
+    if spec is None:
+        return SplitChoice("paper")
+    kind, sep, listed = spec.partition(":")
+    if kind.strip().lower() != "official" or not sep:
+        raise ConfigError(f"--split expects official:FOLD[,FOLD...], got {spec!r}")
+    folds = tuple(f.strip() for f in listed.split(","))
+    if not all(folds):
+        raise ConfigError(f"--split expects official:FOLD[,FOLD...], got {spec!r}")
+    repeated = sorted({f for f in folds if folds.count(f) > 1})
+    if repeated:
+        raise ConfigError(f"--split names fold {', '.join(repeated)} more than once")
+    for fold in folds:
+        try:
+            check_official_fold(args.dataset, fold)
+        except AutorecError as exc:
+            raise ConfigError(f"--split: {exc}") from None
+    return SplitChoice("official", folds=folds)
+
+
+def fixed_splits(args: argparse.Namespace, choice: SplitChoice, seed: int) -> tuple[str, list]:
+    """The data set's name and one ``(fold label, Split)`` per fold of ``choice`` (official
+    folds, or the ``--train``/``--test`` files re-indexed over the union of their vocabularies),
+    each with 10% of its train held out as validation with ``seed`` (as the paper split holds
+    out 10% of its train). A part left empty is refused."""
+    from autorec.data import load_file, official_split
+    from autorec.data.split import union_split, with_validation
+
+    if choice.kind == "official":
+        full = dataset_from_args(args)  # the vocabularies (and --download, --rating-scale)
+        name = full.name
+        parts = [
+            (fold, official_split(name, fold, data_dir=args.data_dir, full=full.ratings))
+            for fold in choice.folds
+        ]
+    else:
+        assert choice.train is not None and choice.test is not None
+        loaded = [
+            load_file(
+                path,
+                sep=args.sep,
+                columns=args.columns,
+                header=args.header,
+                rating_scale=args.rating_scale,
+                duplicates=args.duplicates,
+            )
+            for path in (choice.train, choice.test)
+        ]
+        name = f"train {choice.train}, test {choice.test}"
+        parts = [("files", union_split(loaded[0].ratings, loaded[1].ratings))]
+    out = []
+    for label, split in parts:
+        carved = with_validation(split, seed=seed)
+        sizes = carved.summary()
+        if min(sizes["n_train"], sizes["n_val"], sizes["n_test"]) == 0:
+            where = f"fold {label} of {name}" if choice.kind == "official" else name
+            raise ConfigError(
+                f"{where}: {sizes['n_train']} training, {sizes['n_val']} validation and "
+                f"{sizes['n_test']} test ratings; holding out 10% of train as validation "
+                "needs at least 6 training ratings (round(0.1 n) >= 1), and a test set one"
+            )
+        out.append((label, carved))
+    return name, out
+
+
 def dataset_stem(spec: str) -> str:
     """The data set's part of a default output name, known before loading: ``ml-1m``,
     ``synthetic-tiny``, or a file's name."""
@@ -266,7 +404,9 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(
         "--fallback",
         "fallback",
-        "prediction for unseen users/items: constant mid-scale (paper) or bias",
+        "the one rule for test pairs whose user or item has no training rating: bias (default: "
+        "the damped bias baseline mu + b_u + b_i) or constant (the middle of the scale, the "
+        "paper's 3 on 1..5)",
     ),
 )
 

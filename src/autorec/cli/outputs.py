@@ -81,17 +81,26 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
 
 
 def summary_json(
-    dataset: str, model_name: str, config: dict[str, Any], runs: list[dict[str, Any]]
+    dataset: str,
+    model_name: str,
+    config: dict[str, Any],
+    runs: list[dict[str, Any]],
+    split: Any,
 ) -> dict[str, Any]:
-    """The JSON ``train`` and ``evaluate`` write (fields in ``autorec evaluate --help``)."""
+    """The JSON ``train`` and ``evaluate`` write (fields in ``autorec evaluate --help``);
+    ``split``: the :class:`~autorec.cli.options.SplitChoice` the runs used."""
     from autorec.evaluation import summary_ci95
 
     rmse_mean, rmse_ci = summary_ci95([r["test_rmse"] for r in runs if r["test_rmse"] is not None])
     mae_mean, mae_ci = summary_ci95([r["test_mae"] for r in runs if r["test_mae"] is not None])
+    tested = [r for r in runs if r["n_test_fallback"] is not None]
     return {
         "dataset": dataset,
         "model": model_name,
         "config": config,
+        "split": split.to_dict(),
+        "fallback": config["fallback"],
+        "n_test_fallback": None if not tested else sum(r["n_test_fallback"] for r in tested),
         "runs": runs,
         "test_rmse_mean": rmse_mean,
         "test_rmse_ci95": rmse_ci,
@@ -107,11 +116,17 @@ JSON_HELP = """\
 JSON written by --json:
   dataset, model, autorec_version
   config            the full model configuration (defaults included)
+  split             {"kind": "paper"} (random 90/10 splits, one per seed), {"kind": "official",
+                    "folds": [...]} or {"kind": "files", "train": FILE, "test": FILE}
+  fallback          the rule for cold test pairs (user or item without a training rating),
+                    the same for every model: "bias" (bias baseline) or "constant" (mid-scale)
+  n_test_fallback   cold test pairs over all runs (each answered by the fallback)
   test_rmse_mean    mean test RMSE over the runs
   test_rmse_ci95    half-width of its 95% confidence interval (null for one run)
   test_mae_mean, test_mae_ci95    the same for MAE
-  runs              one object per seed:
-    seed, test_rmse, test_mae, val_rmse (validation RMSE of the chosen setting)
+  runs              one object per seed (per fold with --split / --train):
+    seed, fold (official fold, or "files"; fixed splits only)
+    test_rmse, test_mae, val_rmse (validation RMSE of the chosen setting)
     n_train, n_val, n_test, n_test_fallback (test ratings answered by the fallback)
     hyperparameters   the chosen grid point (and n_epochs of the retrain)
     candidates        every grid point tried, with its val_rmse and best_epoch

@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from autorec.cli.options import (
+    SplitChoice,
     add_command,
     add_dataset_arguments,
     add_model_arguments,
     dataset_from_args,
     dataset_stem,
+    fixed_splits,
     model_overrides,
     positive_int,
     positive_number,
+    split_choice,
 )
 from autorec.cli.outputs import (
     JSON_HELP,
@@ -38,6 +41,8 @@ EXAMPLES = """\
   autorec train --dataset ml-1m --model u-autorec --optimizer adam --epochs 200
   autorec train --dataset ml-1m --model i-autorec --hidden 500,250,500     # deep AutoRec
   autorec train --dataset my.csv --sep , --columns user,item,rating --header --model bias
+  autorec train --dataset ml-100k --split official:u1 --model i-autorec
+  autorec train --train a.csv --test b.csv --sep , --model biased-mf --fallback constant
   autorec train --dataset ml-1m --model i-autorec --no-test --output runs/all --overwrite
   autorec train --dataset ml-1m --model i-autorec --output runs/a --checkpoint-every 10
   autorec train --dataset ml-1m --model i-autorec --output runs/a --resume   # after Ctrl-C
@@ -56,11 +61,14 @@ def register(subparsers: Any) -> None:
         "train",
         help="train one model on one paper split (or on all ratings)",
         description="Train one model on the paper split of seed S (90% train of which 10% is "
-        "validation, 10% test): early-stop on validation, retrain on train + validation for the "
-        "epochs validation chose, score the test set once, and save the model folder.",
+        "validation, 10% test), or on a fixed split (--split official:FOLD, or --train FILE "
+        "--test FILE; 10% of its train is validation): early-stop on validation, retrain on "
+        "train + validation for the epochs validation chose, score the test set once, and save "
+        "the model folder. Test pairs whose user or item has no training rating get the "
+        "fallback (--fallback, the same rule for every model) and are counted.",
         examples=EXAMPLES + "\n" + JSON_HELP,
     )
-    add_dataset_arguments(p)
+    add_dataset_arguments(p, fixed_splits=True)
     add_model_arguments(p)
     g = p.add_argument_group("run")
     g.add_argument(
@@ -149,14 +157,38 @@ def checked_split(dataset: Any, seed: int, hint: str) -> Any:
     return split
 
 
+def cold_text(record: dict[str, Any], fallback: str) -> str:
+    """``"32 of 20000 test pairs cold: fallback bias"`` for a run's record."""
+    return f"{record['n_test_fallback']} of {record['n_test']} test pairs cold: fallback {fallback}"
+
+
+def _stem(args: argparse.Namespace, choice: SplitChoice) -> str:
+    """The data set's part of the default model folder: ``ml-100k-u1``, ``a.csv``."""
+    if choice.kind == "files":
+        return Path(choice.train).name
+    stem = dataset_stem(args.dataset)
+    return f"{stem}-{choice.folds[0]}" if choice.kind == "official" else stem
+
+
 def run(args: argparse.Namespace) -> int:
     from autorec.models import get_model_class, make_model
     from autorec.models.training import is_iterative
     from autorec.protocol import run_protocol
 
     # Everything that can be refused is refused before the data is loaded.
+    choice = split_choice(args)
+    if choice.fixed and args.no_test:
+        raise ConfigError(
+            "--no-test trains on all ratings of --dataset; --split and --train/--test give a "
+            "test set"
+        )
+    if len(choice.folds) > 1:
+        raise ConfigError(
+            f"train fits one model: give one official fold, not {len(choice.folds)} "
+            "(autorec evaluate runs several)"
+        )
     overrides = model_overrides(args)
-    out_dir = Path(args.output or f"runs/{dataset_stem(args.dataset)}-{args.model}-{args.seed}")
+    out_dir = Path(args.output or f"runs/{_stem(args, choice)}-{args.model}-{args.seed}")
     # The default folder belongs to this command (re-running the main job replaces its model and
     # says so); a folder the user named is replaced only with --overwrite.
     replacing = check_model_dir(out_dir, "--output", args.overwrite or args.output is None)
@@ -166,7 +198,11 @@ def run(args: argparse.Namespace) -> int:
     args.checkpoint_dir = checkpoints.directory  # named by the message of an interruption
     reporter = args.progress
 
-    dataset = dataset_from_args(args)
+    if choice.fixed:
+        dataset_name, ((fold, split),) = fixed_splits(args, choice, args.seed)
+    else:
+        dataset = dataset_from_args(args)
+        dataset_name, fold = dataset.name, None
     started = time.perf_counter()
     if args.no_test:
         fit_options: dict[str, Any] = {}
@@ -189,15 +225,16 @@ def run(args: argparse.Namespace) -> int:
             "n_test": 0,
         }
     else:
-        split = checked_split(
-            dataset, args.seed, "use a larger data set, or --no-test to train on all ratings"
-        )
+        if not choice.fixed:
+            split = checked_split(
+                dataset, args.seed, "use a larger data set, or --no-test to train on all ratings"
+            )
         # One run of the protocol with nothing to tune: fit on train with early stopping on
         # validation, then (unless --no-retrain) retrain on train + validation for the chosen
         # number of epochs, and score the test set once.
         try:
             result = run_protocol(
-                dataset.ratings,
+                split.train,  # unused: the split is given
                 args.model,
                 seed=args.seed,
                 overrides=overrides,
@@ -212,13 +249,16 @@ def run(args: argparse.Namespace) -> int:
             raise
         model, record = result.model, result.record
         record["hyperparameters"] = {**overrides, **record["hyperparameters"]}
+        if fold is not None:
+            record["fold"] = fold
         seconds = record["train_seconds"]
     if reporter is not None:
         reporter.close()
     if not is_main_process():
         return 0
     model.save(out_dir, overwrite=replacing)
-    write_json(args.json, summary_json(dataset.name, args.model, model.config.to_dict(), [record]))
+    payload = summary_json(dataset_name, args.model, model.config.to_dict(), [record], choice)
+    write_json(args.json, payload)
     checkpoints.remove()
     if not args.no_test:
         chosen = record["hyperparameters"]
@@ -227,16 +267,17 @@ def run(args: argparse.Namespace) -> int:
             if "n_epochs" in chosen
             else "fitted on train"
         )
+        on = dataset_name if fold is None or fold == "files" else f"{dataset_name} {fold}"
         print(
-            f"{args.model} on {dataset.name} (seed {args.seed}): "
+            f"{args.model} on {on} (seed {args.seed}): "
             f"test RMSE {record['test_rmse']:.4f}  MAE {record['test_mae']:.4f}  "
-            f"({record['n_test_fallback']} of {record['n_test']} test ratings by fallback); "
+            f"({cold_text(record, model.config.fallback)}); "
             f"validation RMSE {record['val_rmse']:.4f}; {how}; {seconds:.1f} s"
         )
     else:
         print(
             f"{args.model} trained on all {dataset.ratings.n_ratings} ratings of "
-            f"{dataset.name} in {seconds:.1f} s ({model.history.n_epochs} epochs)"
+            f"{dataset_name} in {seconds:.1f} s ({model.history.n_epochs} epochs)"
         )
     print(
         f"model saved to {out_dir}" + (" (replaced the model that was there)" if replacing else "")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autorec.data.ratings import Ratings
+from autorec.data.ratings import IdIndex, Ratings
 
 Seed = int | np.random.Generator | None
 
@@ -108,3 +108,55 @@ def kfold(ratings: Ratings, n_folds: int = 5, *, seed: Seed = 0) -> Iterator[Spl
 def holdout_validation(train: Ratings, val_fraction: float = 0.1, *, seed: Seed = 0) -> Split:
     """Split a training set further into train and validation (``Split.test`` is the validation)."""
     return random_split(train, val_fraction, seed=seed)
+
+
+def with_validation(split: Split, *, seed: Seed = 0, val_fraction: float = 0.1) -> Split:
+    """A fixed train/test split with a random ``val_fraction`` (paper: 10%) of its train held
+    out as validation, drawn with ``seed`` exactly as :func:`paper_split` draws its validation
+    from the rest: the test set is never touched."""
+    _check_fraction("val_fraction", val_fraction)
+    if split.val is not None:
+        raise ValueError("the split already has a validation set")
+    train = split.train
+    perm = _rng(seed).permutation(train.n_ratings)
+    n_val = int(round(val_fraction * train.n_ratings))
+    return Split(
+        train=train.subset(np.sort(perm[n_val:])),
+        val=train.subset(np.sort(perm[:n_val])),
+        test=split.test,
+    )
+
+
+def _union_vocabulary(a: IdIndex, b: IdIndex) -> IdIndex:
+    """``a``'s ids in their order, then ``b``'s ids that ``a`` lacks, in ``b``'s order. Integer
+    ids stay integers only when both sides are integers (``7`` and ``"7"`` are one id)."""
+    if a.is_integer != b.is_integer:
+        a, b = IdIndex(a.ids.astype(str)), IdIndex(b.ids.astype(str))
+    extra = b.ids[a.indices(b.ids) < 0]
+    return IdIndex(np.concatenate([a.ids, extra]))
+
+
+def union_split(train: Ratings, test: Ratings) -> Split:
+    """A split of two separately loaded rating sets (``--train A --test B``), both re-indexed
+    over the union of their vocabularies (train's ids keep their indices; ids only the test set
+    has follow) and over the union of their rating scales. A test rating whose user or item has
+    no training rating is kept: the model's fallback answers it (:attr:`Split.test_unseen`)."""
+    users = _union_vocabulary(train.users, test.users)
+    items = _union_vocabulary(train.items, test.items)
+    scale = (
+        min(train.rating_scale[0], test.rating_scale[0]),
+        max(train.rating_scale[1], test.rating_scale[1]),
+    )
+
+    def reindexed(part: Ratings) -> Ratings:
+        return Ratings(
+            users.indices(part.users.ids)[part.user_idx],
+            items.indices(part.items.ids)[part.item_idx],
+            part.rating,
+            users,
+            items,
+            scale,
+            part.timestamp,
+        )
+
+    return Split(train=reindexed(train), test=reindexed(test))

@@ -19,9 +19,11 @@ cornac's ``Recommender`` do):
 * ``save(dir)`` / ``load(dir)``: weights in safetensors plus ``model.json`` with the config,
   vocabularies and versions. Loading never unpickles anything.
 
-The fallback follows Sedhain et al. (2015), Sec. 3: "a default rating of 3" for test users or
-items without training ratings, i.e. the middle of the 1..5 scale (``fallback="constant"``);
-``fallback="bias"`` uses the damped bias baseline instead.
+The fallback is one rule for every model (``BaseConfig.fallback``), so that models compared on
+one split answer their cold pairs alike: ``"bias"`` (the default) is the damped bias baseline
+mu + b_u + b_i, fitted on the training ratings whatever the model; ``"constant"`` is Sedhain et
+al. (2015), Sec. 3's "default rating of 3" for test users or items without training ratings,
+the middle of the scale (``fallback_rating`` overrides the value).
 """
 
 from __future__ import annotations
@@ -60,8 +62,12 @@ class BaseConfig:
     #: saved before a rename still load.
     legacy_fields: ClassVar[dict[str, Callable[[Any], tuple[str, Any]]]] = {}
 
-    # Sedhain et al. 2015, Sec. 3: unseen users/items get "a default rating of 3" (mid-scale).
-    fallback: Literal["constant", "bias"] = "constant"
+    # The prediction for a pair whose user or item has no training rating, the same rule for
+    # every model so that a comparison scores cold pairs alike (issue 15). "bias": the damped
+    # bias baseline mu + b_u + b_i (Koren 2010, Sec. 2.1), the default: on scales whose middle
+    # sits far below the mean rating it beats the constant. "constant": the middle of the scale,
+    # Sedhain et al. 2015, Sec. 3's "default rating of 3" on 1..5 (what `reproduce` uses).
+    fallback: Literal["constant", "bias"] = "bias"
     # None means the middle of the data's rating scale (3 on 1..5).
     fallback_rating: float | None = None
     seed: int = 0

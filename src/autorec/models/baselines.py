@@ -32,8 +32,6 @@ class BiasConfig(BaseConfig):
     reg_user: float = 15.0  # Surprise BaselineOnly default (Koren 2010 baseline predictors)
     reg_item: float = 10.0  # idem
     n_sweeps: int = 10  # idem: ALS sweeps
-    # The bias model is its own best fallback for unseen users/items.
-    fallback: str = "bias"  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -56,8 +56,6 @@ _SCORE_CELLS = 1 << 22
 class EaseConfig(BaseConfig):
     # Steck 2019, Sec. 4: lambda = 500 on ML-20M, chosen there on validation data.
     lam: float = 500.0
-    # Predictions (the bias baseline) of unseen pairs come from the same baseline.
-    fallback: str = "bias"  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -30,8 +30,7 @@ from autorec.models.base import BaseConfig, Recommender
 
 @dataclass(frozen=True)
 class PopularityConfig(BaseConfig):
-    # Predictions of unseen pairs come from the same bias baseline as the seen ones.
-    fallback: str = "bias"  # type: ignore[assignment]
+    """No fields of its own: ratings are predicted by the base class's bias baseline."""
 
 
 class Popularity(Recommender):

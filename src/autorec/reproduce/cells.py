@@ -10,7 +10,7 @@ from typing import Any
 from autorec.models import get_model_class, make_model
 from autorec.models.training import is_iterative
 from autorec.protocol import needs_extension
-from autorec.reproduce.experiments import QUICK_EPOCHS, TABLES, Row, rows
+from autorec.reproduce.experiments import PAPER_FALLBACK, QUICK_EPOCHS, TABLES, Row, rows
 
 
 def _canonical(model: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -70,8 +70,11 @@ class Plan:
 
 
 def cell_overrides(cell: Cell, quick: bool) -> dict[str, Any]:
-    """Config fields for a cell: the row's settings, the seed and, with ``quick``, fewer epochs."""
-    overrides = {**dict(cell.overrides), "seed": cell.seed}
+    """Config fields for a cell: the paper's fallback rule (the constant mid-scale 3, Sedhain et
+    al. 2015, Sec. 3) unless the row fixes another, the row's settings, the seed and, with
+    ``quick``, fewer epochs. The rule is pinned here, not taken from the models' default (the
+    bias baseline), so the tables keep the paper's rule and the committed cells their numbers."""
+    overrides = {"fallback": PAPER_FALLBACK, **dict(cell.overrides), "seed": cell.seed}
     if quick and is_iterative(get_model_class(cell.model).config_class):  # --quick caps epochs
         default_epochs = make_model(cell.model).config.n_epochs  # type: ignore[attr-defined]
         overrides["n_epochs"] = min(default_epochs, QUICK_EPOCHS)

@@ -13,7 +13,7 @@ import numpy as np
 from autorec.atomic import atomic_write_json, atomic_write_text
 from autorec.evaluation import summary_ci95
 from autorec.reproduce.cells import Plan, _canonical, setting_id
-from autorec.reproduce.experiments import EXPERIMENTS, TITLES, Row
+from autorec.reproduce.experiments import EXPERIMENTS, PAPER_FALLBACK, TITLES, Row
 from autorec.reproduce.figures import learning_curves, plot_learning_curves, plot_sweep
 from autorec.reproduce.provenance import environment, fmt_duration
 
@@ -31,8 +31,14 @@ def verdict(mean: float, ci: float | None, paper: float | None) -> str:
 
 
 def _evaluate_command(row: Row, dataset: str, runs: int) -> str:
+    """The ``autorec evaluate`` line that runs a row's cells, its fallback rule included (the
+    command's default rule, the bias baseline, is not the paper's)."""
+    fallback = row.overrides.get("fallback", PAPER_FALLBACK)
     parts = ["autorec evaluate", f"--dataset {dataset}", f"--model {row.model}", f"--runs {runs}"]
+    parts.append(f"--fallback {fallback}")
     for key, value in row.settings:
+        if key == "fallback":
+            continue
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         parts.append(f"--set {key}={text}")
     return " ".join(parts)

@@ -52,6 +52,8 @@ __all__ = [
     "dataset_files",
     "load_dataset",
     "load_file",
+    "check_official_fold",
+    "official_folds",
     "official_split",
     "resolve_data_dir",
 ]
@@ -253,14 +255,13 @@ def load_dataset(
     )
 
 
-def official_split(spec: str, fold: str, *, data_dir: str | Path | None = None) -> Split:
-    """The official train/test split ``fold`` of a named set (ML-100K: u1..u5, ua, ub).
+def official_folds(spec: str) -> tuple[str, ...]:
+    """The official folds of the named set ``spec`` (ML-100K: u1..u5, ua, ub).
 
-    Train is ``<fold>.base``, test ``<fold>.test``; both use the vocabularies of the whole
-    ``u.data``, so indices agree with ``load_dataset("ml-100k")``. No validation set.
+    Raises:
+        DataError: ``spec`` is not a named set with official folds (the message lists those).
     """
-    name = spec.lower()
-    info = KNOWN_DATASETS.get(name)
+    info = KNOWN_DATASETS.get(spec.lower())
     if info is None or not info.official_folds:
         listing = "; ".join(
             f"{k}: {', '.join(v.official_folds)}"
@@ -268,11 +269,31 @@ def official_split(spec: str, fold: str, *, data_dir: str | Path | None = None) 
             if v.official_folds
         )
         raise DataError(f"{spec!r} has no official splits; sets with official folds: {listing}")
-    if fold not in info.official_folds:
-        raise DataError(
-            f"{name} has no official fold {fold!r}; folds: {', '.join(info.official_folds)}"
-        )
-    full = load_dataset(name, data_dir=data_dir, duplicates="error").ratings
+    return info.official_folds
+
+
+def check_official_fold(spec: str, fold: str) -> None:
+    """Raise a one-line :class:`DataError` unless ``fold`` is an official fold of ``spec``."""
+    folds = official_folds(spec)
+    if fold not in folds:
+        raise DataError(f"{spec.lower()} has no official fold {fold!r}; folds: {', '.join(folds)}")
+
+
+def official_split(
+    spec: str, fold: str, *, data_dir: str | Path | None = None, full: Ratings | None = None
+) -> Split:
+    """The official train/test split ``fold`` of a named set (ML-100K: u1..u5, ua, ub).
+
+    Train is ``<fold>.base``, test ``<fold>.test``; both use the vocabularies of the whole
+    ``u.data`` (``full``: that set already loaded, else it is read), so indices agree with
+    ``load_dataset("ml-100k")``. No validation set (:func:`autorec.data.split.with_validation`
+    carves one from train).
+    """
+    check_official_fold(spec, fold)
+    name = spec.lower()
+    info = KNOWN_DATASETS[name]
+    if full is None:
+        full = load_dataset(name, data_dir=data_dir, duplicates="error").ratings
     folder = resolve_data_dir(data_dir) / info.folder
     parts: list[Ratings] = []
     for suffix in ("base", "test"):
