@@ -14,7 +14,7 @@ import torch
 
 from autorec.models import MODEL_NAMES, make_model
 
-from .contract import RecommenderContract
+from .contract import FOLD_IN_TOLERANCE, RecommenderContract
 
 _AUTOREC = dict(hidden=(16,), lam=1.0, n_epochs=60, patience=10)
 _RBM = dict(
@@ -61,3 +61,7 @@ class TestEveryRegisteredModel(RecommenderContract):
     def make_model(cls, request):
         name = request.param
         return lambda seed=0: make_model(name, seed=seed, **FAST.get(name, {}))
+
+
+def test_every_registered_model_has_a_fold_in_tolerance() -> None:
+    assert sorted(FOLD_IN_TOLERANCE) == sorted(MODEL_NAMES)

@@ -742,63 +742,65 @@ class AutoRec(Recommender):
         scores = net._output(z).double().cpu().numpy()  # (n_block, n_items)
         return self._block_with_fallback(users, scores)
 
-    # -- folding in a new user (U-AutoRec) --------------------------------------------------------
+    # -- folding in a new user ----------------------------------------------------------------
     @torch.no_grad()
-    def fold_in(self, ratings: dict[object, float]) -> np.ndarray:
-        """Predicted ratings of every item for a user the model was not trained on.
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> Any:
+        """U-AutoRec: the new user's code ``g(V r_new + mu)``, through the trained encoder.
 
-        U-AutoRec encodes a user's rating row, so a new user's ratings (raw item id -> rating)
-        are simply run through the trained network, ``h(r_new)``: no retraining. I-AutoRec
-        cannot do this (a user is one of its input and output coordinates, with weights of its
-        own), so it raises ``ConfigError``.
+        I-AutoRec: a new user is a new input coordinate (encoder row ``v_new``) and a new
+        output coordinate (decoder row ``w_new``, bias ``b_new``). Fitting them with every
+        other weight frozen minimises, over the items I the user rated,
 
-        Returns:
-            (n_items,) float32 predictions, clipped to the rating scale.
+        .. math::  \\sum_{i \\in I} (r_i - w^\\top h_i - b)^2 + \\frac{\\lambda}{2} \\|w\\|^2
 
-        Raises:
-            ConfigError: I-AutoRec, an empty rating dict, an unknown item id, or a rating
-                outside the scale.
+        (the training objective restricted to the new coordinates; ``b`` is not penalised, as
+        in training). ``v_new`` only enters the codes h_i of the items the user rated, so it
+        cannot change a prediction for an item they did not rate except through ``w``; it is
+        left at 0, which keeps every item's code that of the trained model (first order), and
+        the problem is a ridge regression solved in closed form: centring H and r removes the
+        unpenalised bias, ``w = H_c^T (H_c H_c^T + lambda/2 I)^{-1} r_c`` (the n x n dual
+        system when the user rated fewer items than there are hidden units, the primal k x k
+        one otherwise) and ``b = mean(r) - mean(H) w``. Needs f = identity (the paper's best).
         """
-        self._check_fitted()
-        if self.config.variant != "user":
-            raise ConfigError(
-                "only U-AutoRec can fold in a new user without retraining (I-AutoRec has one "
-                "input and output unit per training user); train u-autorec for this"
+        if self.config.variant == "user":
+            x = SparseRows.from_coo(
+                np.zeros(len(item_idx), dtype=np.int64),
+                item_idx,
+                rating.astype(np.float32),
+                (1, self.n_items),
+                self._train_x.values.device,
             )
-        if not ratings:
-            raise ConfigError("fold_in needs at least one (item id, rating)")
-        low, high = self.rating_scale
-        cols, values = [], []
-        for item_id, value in ratings.items():
-            item_idx = self.items.index_of(item_id)
-            if item_idx < 0:
-                raise ConfigError(f"unknown item id {item_id!r}")
-            if not (low <= float(value) <= high):
-                raise ConfigError(f"rating {value} of item {item_id!r} is outside {low}..{high}")
-            cols.append(item_idx)
-            values.append(float(value))
-        x = SparseRows.from_coo(
-            np.zeros(len(cols), dtype=np.int64),
-            np.asarray(cols),
-            np.asarray(values),
-            (1, self.n_items),
-            self._train_x.values.device,
-        )
-        codes = self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
-        out = self.net.decode_dense(codes)[0].clamp(low, high)  # (n_items,)
-        return out.float().cpu().numpy()
+            return self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
+        if self.config.f != "identity":
+            raise ConfigError(
+                f"i-autorec with f = {self.config.f} cannot fold in a new user (the closed-form "
+                "fit needs f = identity); retrain with the user's ratings"
+            )
+        codes = self._all_codes()[torch.from_numpy(item_idx)].double().cpu()  # (n_rated, k)
+        target = torch.from_numpy(rating)  # (n_rated,) float64
+        h_mean, r_mean = codes.mean(0), target.mean()
+        h_c, r_c = codes - h_mean, target - r_mean  # (n_rated, k), (n_rated,)
+        # lambda = 0 would leave the system singular for a user with fewer ratings than units.
+        reg = self.config.lam / 2.0 + 1e-8
+        n_rated, k = h_c.shape
+        if n_rated <= k:
+            gram = h_c @ h_c.t()  # (n_rated, n_rated)
+            gram.diagonal().add_(reg)
+            w = h_c.t() @ torch.linalg.solve(gram, r_c)  # (k,)
+        else:
+            gram = h_c.t() @ h_c  # (k, k)
+            gram.diagonal().add_(reg)
+            w = torch.linalg.solve(gram, h_c.t() @ r_c)  # (k,)
+        return w, float(r_mean - h_mean @ w)
 
-    def recommend_for_ratings(
-        self, ratings: dict[object, float], k: int = 10
-    ) -> list[tuple[object, float]]:
-        """Top-``k`` items for a new user given as raw item id -> rating (U-AutoRec only);
-        the rated items are excluded."""
-        scores = self.fold_in(ratings).astype(np.float64)
-        for item_id in ratings:
-            scores[self.items.index_of(item_id)] = -np.inf
-        items = np.arange(self.n_items)
-        order = np.lexsort((items, -scores))[: min(k, int(np.isfinite(scores).sum()))]
-        return [(self.items.ids[i].item(), float(scores[i])) for i in order]
+    @torch.no_grad()
+    def _fold_in_scores(self, state: Any) -> np.ndarray:
+        if self.config.variant == "user":
+            return self.net.decode_dense(state)[0].double().cpu().numpy()  # (n_items,)
+        w, b = state
+        codes = self._all_codes()  # (n_items, k)
+        z = codes.double().cpu() @ w + b  # (n_items,)
+        return z.numpy()
 
     # -- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -577,6 +577,47 @@ class RBM(Recommender):
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         return self._expected(*self._rows_positions(user_idx, item_idx))
 
+    # -- folding in a new user ----------------------------------------------------------------
+    @torch.no_grad()
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> torch.Tensor:
+        """U-RBM: a new user is a new row of visible units, ``p(h = 1 | V_new)`` (1, F) through
+        the trained weights. I-RBM has one visible softmax per training user, with weights of
+        its own, so it refuses (retrain)."""
+        if self.config.variant != "user":
+            raise ConfigError(
+                "model i-rbm cannot fold in a new user (each user is a visible unit with "
+                "weights of its own); retrain it with the user's ratings, or use u-rbm"
+            )
+        level = np.searchsorted(self.levels, rating)
+        off = np.flatnonzero(
+            (level >= len(self.levels))
+            | (self.levels[np.minimum(level, len(self.levels) - 1)] != rating)
+        )
+        if len(off):
+            values = ", ".join(f"{v:g}" for v in self.levels)
+            raise ConfigError(
+                f"u-rbm has one visible unit per rating value ({values}); got {rating[off[0]]:g}"
+            )
+        rows = VisibleRows.build(
+            np.zeros(len(item_idx), dtype=np.int64),
+            item_idx,
+            level,
+            1,
+            self.n_items,
+            len(self.levels),
+        )
+        return hidden_probs(self.params, rows, None)  # (1, F)
+
+    @torch.no_grad()
+    def _fold_in_scores(self, state: torch.Tensor) -> np.ndarray:
+        return expected_ratings(
+            self.params,
+            state,
+            np.zeros(self.n_items, dtype=np.int64),
+            np.arange(self.n_items),
+            self._values,
+        )
+
     # -- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         p = self.params
