@@ -345,7 +345,7 @@ def test_i_autorec_fold_in_minimises_the_new_users_objective(
     assert float(w.grad.abs().max()) < 1e-6 and abs(float(b.grad)) < 1e-6
     folded = model.fold_in((train.items.ids[items].tolist(), rating.tolist()))
     expected = (model._all_codes().double() @ w.detach() + b.detach()).numpy()
-    np.testing.assert_allclose(folded.scores, expected, atol=1e-10)
+    np.testing.assert_allclose(folded.scores, expected, atol=1e-5)  # float32 product
 
 
 def test_i_autorec_fold_in_needs_identity_f(low_rank_split) -> None:
@@ -457,3 +457,38 @@ def test_memory_check_uses_the_free_memory(monkeypatch, low_rank_split) -> None:
         AutoRec(AutoRecConfig(**FAST)).fit(low_rank_split.train)
     monkeypatch.setattr(autorec_module, "available_memory", lambda device: None)  # unreadable
     AutoRec(AutoRecConfig(**{**FAST, "n_epochs": 1})).fit(low_rank_split.train)
+
+
+def test_i_autorec_fold_in_item_is_the_trained_items_own_prediction(low_rank_split) -> None:
+    # I-AutoRec encodes an item's column: a training item's own training column, folded in as a
+    # new item, must give the model's predictions for that item.
+    train = low_rank_split.train
+    model = AutoRec(AutoRecConfig(hidden=(8,), n_epochs=10, seed=0)).fit(train)
+    item = 3
+    mine = train.item_idx == item
+    column = (train.users.ids[train.user_idx[mine]].tolist(), train.rating[mine].tolist())
+    direct = model.predict(np.arange(train.n_users), np.full(train.n_users, item))
+    np.testing.assert_allclose(model.fold_in_item(column), direct, atol=1e-5)
+
+
+def test_u_autorec_fold_in_item_predicts_its_held_out_ratings(low_rank_split) -> None:
+    # U-AutoRec: a new item's decoder row by the closed-form ridge. Folding in each test item
+    # from its training column predicts its test ratings within 0.05 of the model's own RMSE
+    # (measured 0.854 against 0.851 on this data) and better than the global mean (1.021).
+    train, test = low_rank_split.train, low_rank_split.test
+    model = AutoRec(AutoRecConfig(variant="user", hidden=(16,), lam=10.0, n_epochs=60)).fit(
+        train, low_rank_split.val
+    )
+    folded = np.empty(test.n_ratings)
+    for item in np.unique(test.item_idx):
+        mine = train.item_idx == item
+        column = (train.users.ids[train.user_idx[mine]].tolist(), train.rating[mine].tolist())
+        at = test.item_idx == item
+        folded[at] = model.fold_in_item(column)[test.user_idx[at]]
+    own = rmse(test.rating, model.predict(test.user_idx, test.item_idx))
+    assert rmse(test.rating, folded) <= own + 0.05
+    assert rmse(test.rating, folded) < rmse(
+        test.rating, np.full(test.n_ratings, train.rating.mean())
+    )
+    with pytest.raises(ConfigError, match="unknown user id"):
+        model.fold_in_item({"nobody": 4.0})

@@ -16,6 +16,15 @@ cornac's ``Recommender`` do):
   not a rating (popularity, EASE) overrides it. ``_score_block(user_idx)`` gives the same scores
   for every item of a block of users, (n_block, n_items); a model that can compute whole rows at
   once (a dense matrix product) overrides it. :mod:`autorec.ranking` and ``recommend`` use both.
+* ``fold_in(ratings)`` / ``recommend_new_user(ratings, k)``: a user the model was not trained
+  on, from ``{raw item id: rating}``, without retraining. The base class owns the policy (every
+  rating on the scale, unknown item ids listed in one error or left out with
+  ``ignore_unknown``, the items rated excluded from the list, optional shrinkage of the ranking
+  toward the bias baseline by item support); a model writes ``_fold_in_user(item_idx, rating)
+  -> state`` (fit the user's own parameters, every trained weight frozen) and
+  ``_fold_in_scores(state)`` (every item's prediction), and ``_fold_in_rank`` when it ranks on
+  a score that is not its rating. A model that cannot fold in (LLORMA, I-RBM) raises
+  ``ConfigError`` saying so.
 * ``save(dir)`` / ``load(dir)``: weights in safetensors plus ``model.json`` with the config,
   vocabularies and versions. Loading never unpickles anything.
 
@@ -433,8 +442,12 @@ class Recommender(ABC):
         self,
         ratings: dict[object, float] | tuple[Sequence[object], Sequence[float]],
         ignore_unknown: bool,
+        index: IdIndex | None = None,
+        what: str = "item",
     ) -> tuple[np.ndarray, np.ndarray, tuple[object, ...]]:
-        """(item_idx, rating, ignored ids) of a new user's ratings, checked (see fold_in)."""
+        """(item_idx, rating, ignored ids) of a new user's ratings, checked (see fold_in);
+        ``index``/``what``: the user vocabulary and "user" for a new item's ratings."""
+        index = self.items if index is None else index
         if isinstance(ratings, dict):
             ids, values = list(ratings), list(ratings.values())
         else:
@@ -442,29 +455,29 @@ class Recommender(ABC):
             if len(ids) != len(values):
                 raise ConfigError(f"{len(ids)} item ids but {len(values)} ratings")
         if not ids:
-            raise ConfigError("folding in a new user needs at least one (item id, rating)")
+            raise ConfigError(f"folding in needs at least one ({what} id, rating)")
         rating = np.asarray(values, dtype=np.float64)
         low, high = self.rating_scale
         bad = np.flatnonzero(~np.isfinite(rating) | (rating < low) | (rating > high))
         if len(bad):
             shown = ", ".join(f"{ids[i]!r}: {values[i]}" for i in bad[:5])
             raise ConfigError(f"ratings outside the scale {low:g}..{high:g}: {shown}")
-        item_idx = self.items.indices(ids).astype(np.int64)
+        item_idx = index.indices(ids).astype(np.int64)
         unknown = np.flatnonzero(item_idx < 0)
         ignored = tuple(ids[i] for i in unknown)
         if len(unknown) and not ignore_unknown:
             shown = ", ".join(repr(v) for v in ignored[:10])
             more = f" and {len(ignored) - 10} more" if len(ignored) > 10 else ""
             raise ConfigError(
-                f"{len(ignored)} unknown item id(s), not in the model's vocabulary: {shown}{more} "
-                "(ignore_unknown / --ignore-unknown leaves them out)"
+                f"{len(ignored)} unknown {what} id(s), not in the model's vocabulary: "
+                f"{shown}{more} (ignore_unknown / --ignore-unknown leaves them out)"
             )
         keep = item_idx >= 0
         item_idx, rating = item_idx[keep], rating[keep]
         if not len(item_idx):
-            raise ConfigError("none of the rated items is known to the model")
+            raise ConfigError(f"none of the rated {what}s is known to the model")
         if len(np.unique(item_idx)) != len(item_idx):
-            raise ConfigError("an item is rated twice: give each item once")
+            raise ConfigError(f"the same {what} is rated twice: give each {what} once")
         return item_idx, rating, ignored
 
     def _fold_in_bias(self, item_idx: np.ndarray, rating: np.ndarray) -> float:
