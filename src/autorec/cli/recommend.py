@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
         description="Print the k items a saved model scores highest for a user, among the items "
         "the user has not rated, one per line: rank, raw item id, predicted rating. --ratings "
         "folds a new user's ratings into the model without retraining (every model but "
-        "llorma and i-rbm) and leaves the rated items out of the list.",
+        "llorma) and leaves the rated items out of the list.",
         examples=EXAMPLES,
     )
     add_model_dir(p)
