@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
+from autorec.errors import ConfigError
 from autorec.models import MODEL_NAMES, make_model
+from autorec.models.base import BaseConfig, Recommender
 
 from .contract import FOLD_IN_TOLERANCE, RecommenderContract
 
@@ -65,3 +68,19 @@ class TestEveryRegisteredModel(RecommenderContract):
 
 def test_every_registered_model_has_a_fold_in_tolerance() -> None:
     assert sorted(FOLD_IN_TOLERANCE) == sorted(MODEL_NAMES)
+
+
+def test_a_model_without_fold_in_hooks_says_it_cannot(low_rank_split) -> None:
+    class Mean(Recommender):
+        name = "mean"
+        config_class = BaseConfig
+
+        def _fit(self, train, val) -> None:
+            pass
+
+        def _score(self, user_idx, item_idx):
+            return np.full(len(user_idx), self.global_mean)
+
+    model = Mean().fit(low_rank_split.train)
+    with pytest.raises(ConfigError, match="model mean cannot fold in a new user; retrain"):
+        model.recommend_new_user({model.items.ids[0].item(): 4.0})

@@ -49,8 +49,8 @@ def register(subparsers: Any) -> None:
         help="top-k unseen items for a user with a saved model",
         description="Print the k items a saved model scores highest for a user, among the items "
         "the user has not rated, one per line: rank, raw item id, predicted rating. --ratings "
-        "folds a new user's ratings into the model without retraining (every model but "
-        "llorma) and leaves the rated items out of the list.",
+        "folds a new user's ratings into the model without retraining and leaves the rated "
+        "items out of the list.",
         examples=EXAMPLES,
     )
     add_model_dir(p)

@@ -23,8 +23,8 @@ cornac's ``Recommender`` do):
   toward the bias baseline by item support); a model writes ``_fold_in_user(item_idx, rating)
   -> state`` (fit the user's own parameters, every trained weight frozen) and
   ``_fold_in_scores(state)`` (every item's prediction), and ``_fold_in_rank`` when it ranks on
-  a score that is not its rating. A model that cannot fold in (LLORMA) raises
-  ``ConfigError`` saying so.
+  a score that is not its rating. A model without these hooks raises ``ConfigError``
+  saying so.
 * ``save(dir)`` / ``load(dir)``: weights in safetensors plus ``model.json`` with the config,
   vocabularies and versions. Loading never unpickles anything.
 
