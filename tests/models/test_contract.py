@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
+from autorec.errors import ConfigError
 from autorec.models import MODEL_NAMES, make_model
+from autorec.models.base import BaseConfig, Recommender
 
-from .contract import RecommenderContract
+from .contract import FOLD_IN_TOLERANCE, RecommenderContract
 
 _AUTOREC = dict(hidden=(16,), lam=1.0, n_epochs=60, patience=10)
 _RBM = dict(
@@ -61,3 +64,23 @@ class TestEveryRegisteredModel(RecommenderContract):
     def make_model(cls, request):
         name = request.param
         return lambda seed=0: make_model(name, seed=seed, **FAST.get(name, {}))
+
+
+def test_every_registered_model_has_a_fold_in_tolerance() -> None:
+    assert sorted(FOLD_IN_TOLERANCE) == sorted(MODEL_NAMES)
+
+
+def test_a_model_without_fold_in_hooks_says_it_cannot(low_rank_split) -> None:
+    class Mean(Recommender):
+        name = "mean"
+        config_class = BaseConfig
+
+        def _fit(self, train, val) -> None:
+            pass
+
+        def _score(self, user_idx, item_idx):
+            return np.full(len(user_idx), self.global_mean)
+
+    model = Mean().fit(low_rank_split.train)
+    with pytest.raises(ConfigError, match="model mean cannot fold in a new user; retrain"):
+        model.recommend_new_user({model.items.ids[0].item(): 4.0})

@@ -12,7 +12,8 @@ from autorec.errors import ConfigError
 
 EXAMPLES = """\
   autorec recommend --model-dir runs/ml-1m-i-autorec-0 --user 1 -k 10
-  autorec recommend --model-dir runs/ml-1m-u-autorec-0 --ratings 1193:5,661:3,914:4 -k 5
+  autorec recommend --model-dir runs/ml-1m-i-autorec-0 --ratings 1193:5,661:3,914:4 -k 5
+  autorec recommend --model-dir runs/ml-1m-bias-0 --ratings 1193:5,99999:4 --ignore-unknown
 """
 
 
@@ -48,7 +49,8 @@ def register(subparsers: Any) -> None:
         help="top-k unseen items for a user with a saved model",
         description="Print the k items a saved model scores highest for a user, among the items "
         "the user has not rated, one per line: rank, raw item id, predicted rating. --ratings "
-        "folds a new user's ratings into a U-AutoRec model without retraining.",
+        "folds a new user's ratings into the model without retraining and leaves the rated "
+        "items out of the list.",
         examples=EXAMPLES,
     )
     add_model_dir(p)
@@ -58,8 +60,22 @@ def register(subparsers: Any) -> None:
         "--ratings",
         type=new_user_ratings,
         metavar="ITEM:RATING,...",
-        help="a new user's ratings, each item once, folded in without retraining "
-        "(u-autorec models)",
+        help="a new user's ratings, each item once, folded in without retraining",
+    )
+    p.add_argument(
+        "--ignore-unknown",
+        action="store_true",
+        help="with --ratings: leave out item ids the model does not know (default: an error "
+        "listing them)",
+    )
+    p.add_argument(
+        "--support-shrinkage",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --ratings: rank on the prediction shrunk toward the bias baseline by "
+        "n_i / (n_i + S), n_i the item's training ratings, so items the model saw rated once "
+        "or twice do not top the list (default 0: the raw score; docs/results/fold-in.md)",
     )
     p.add_argument(
         "-k", type=positive_int, default=10, metavar="K", help="number of items (default 10)"
@@ -70,10 +86,15 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model_dir)
     if args.ratings is not None:
-        if not hasattr(model, "recommend_for_ratings"):
-            raise ConfigError(f"a {model.model_name} model cannot fold in a new user")
-        recs = model.recommend_for_ratings(args.ratings, args.k)
+        recs = model.recommend_new_user(
+            args.ratings,
+            args.k,
+            support_shrinkage=args.support_shrinkage,
+            ignore_unknown=args.ignore_unknown,
+        )
     else:
+        if args.ignore_unknown or args.support_shrinkage:
+            raise ConfigError("--ignore-unknown and --support-shrinkage go with --ratings")
         if model.users.index_of(args.user) < 0:
             raise ConfigError(f"user {args.user!r} is not in the model's {model.n_users} users")
         recs = model.recommend(args.user, args.k)

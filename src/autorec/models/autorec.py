@@ -51,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -742,63 +742,117 @@ class AutoRec(Recommender):
         scores = net._output(z).double().cpu().numpy()  # (n_block, n_items)
         return self._block_with_fallback(users, scores)
 
-    # -- folding in a new user (U-AutoRec) --------------------------------------------------------
-    @torch.no_grad()
-    def fold_in(self, ratings: dict[object, float]) -> np.ndarray:
-        """Predicted ratings of every item for a user the model was not trained on.
+    # -- folding in a new user or a new item ---------------------------------------------------
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> Any:
+        """U-AutoRec: a new user is a new input row, through the trained encoder
+        (:meth:`_fold_in_row`). I-AutoRec: a new input and output coordinate
+        (:meth:`_fold_in_column`)."""
+        if self.config.variant == "user":
+            return self._fold_in_row(item_idx, rating)
+        return self._fold_in_column(item_idx, rating, "user")
 
-        U-AutoRec encodes a user's rating row, so a new user's ratings (raw item id -> rating)
-        are simply run through the trained network, ``h(r_new)``: no retraining. I-AutoRec
-        cannot do this (a user is one of its input and output coordinates, with weights of its
-        own), so it raises ``ConfigError``.
+    def _fold_in_scores(self, state: Any) -> np.ndarray:
+        if self.config.variant == "user":
+            return self._row_scores(state)
+        return self._column_scores(state)
+
+    def fold_in_item(
+        self,
+        ratings: dict[object, float] | tuple[Sequence[object], Sequence[float]],
+        *,
+        ignore_unknown: bool = False,
+    ) -> np.ndarray:
+        """Predicted ratings of every user for an item the model was not trained on, from the
+        ratings some users gave it (``{raw user id: rating}`` or aligned arrays), without
+        retraining; the same checks as :meth:`fold_in`, on user ids.
+
+        I-AutoRec: a new item is a new input row, through the trained encoder
+        (:meth:`_fold_in_row`). U-AutoRec: a new input and output coordinate, the decoder row
+        fitted in closed form (:meth:`_fold_in_column`).
 
         Returns:
-            (n_items,) float32 predictions, clipped to the rating scale.
-
-        Raises:
-            ConfigError: I-AutoRec, an empty rating dict, an unknown item id, or a rating
-                outside the scale.
+            (n_users,) float32 predictions, clipped to the scale; the fallback for users
+            without training ratings.
         """
         self._check_fitted()
-        if self.config.variant != "user":
-            raise ConfigError(
-                "only U-AutoRec can fold in a new user without retraining (I-AutoRec has one "
-                "input and output unit per training user); train u-autorec for this"
-            )
-        if not ratings:
-            raise ConfigError("fold_in needs at least one (item id, rating)")
-        low, high = self.rating_scale
-        cols, values = [], []
-        for item_id, value in ratings.items():
-            item_idx = self.items.index_of(item_id)
-            if item_idx < 0:
-                raise ConfigError(f"unknown item id {item_id!r}")
-            if not (low <= float(value) <= high):
-                raise ConfigError(f"rating {value} of item {item_id!r} is outside {low}..{high}")
-            cols.append(item_idx)
-            values.append(float(value))
+        user_idx, rating, _ = self._fold_in_input(ratings, ignore_unknown, self.users, "user")
+        if self.config.variant == "item":
+            scores = self._row_scores(self._fold_in_row(user_idx, rating))
+        else:
+            scores = self._column_scores(self._fold_in_column(user_idx, rating, "item"))
+        unseen = np.flatnonzero(~self.user_seen)
+        scores[unseen] = self._fallback_scores(unseen, np.full(len(unseen), -1))
+        return np.clip(scores, *self.rating_scale).astype(np.float32)
+
+    @torch.no_grad()
+    def _fold_in_row(self, cols: np.ndarray, values: np.ndarray) -> torch.Tensor:
+        """The code ``g(V r_new + mu)`` (1, k_last) of a new input row (a U-AutoRec user, an
+        I-AutoRec item): the trained encoder applied to its ratings, as for a training row."""
         x = SparseRows.from_coo(
             np.zeros(len(cols), dtype=np.int64),
-            np.asarray(cols),
-            np.asarray(values),
-            (1, self.n_items),
+            cols,
+            values.astype(np.float32),
+            (1, self._shape()[1]),
             self._train_x.values.device,
         )
-        codes = self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
-        out = self.net.decode_dense(codes)[0].clamp(low, high)  # (n_items,)
-        return out.float().cpu().numpy()
+        return self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
 
-    def recommend_for_ratings(
-        self, ratings: dict[object, float], k: int = 10
-    ) -> list[tuple[object, float]]:
-        """Top-``k`` items for a new user given as raw item id -> rating (U-AutoRec only);
-        the rated items are excluded."""
-        scores = self.fold_in(ratings).astype(np.float64)
-        for item_id in ratings:
-            scores[self.items.index_of(item_id)] = -np.inf
-        items = np.arange(self.n_items)
-        order = np.lexsort((items, -scores))[: min(k, int(np.isfinite(scores).sum()))]
-        return [(self.items.ids[i].item(), float(scores[i])) for i in order]
+    @torch.no_grad()
+    def _row_scores(self, codes: torch.Tensor) -> np.ndarray:
+        """(n_cols,) float64 unclipped reconstruction of a new row from its code."""
+        return self.net.decode_dense(codes)[0].double().cpu().numpy()
+
+    @torch.no_grad()
+    def _fold_in_column(
+        self, rows: np.ndarray, values: np.ndarray, what: str
+    ) -> tuple[torch.Tensor, float]:
+        """Decoder row ``w`` (k_last,) and bias ``b`` of a new column (an I-AutoRec user, a
+        U-AutoRec item), every trained weight frozen.
+
+        A new column is a new input coordinate (encoder row ``v_new``) and a new output
+        coordinate (``w``, ``b``). Fitting them minimises, over the rows R it has ratings in,
+
+        .. math::  \\sum_{r \\in R} (x_r - w^\\top h_r - b)^2 + \\frac{\\lambda}{2} \\|w\\|^2
+
+        (the training objective restricted to the new coordinates; ``b`` is not penalised, as
+        in training). ``v_new`` only enters the codes h_r of the rows in R, so it cannot change
+        a prediction outside R except through ``w``; it is left at 0, which keeps every row's
+        code that of the trained model (first order), and the problem is a ridge regression
+        solved in closed form: centring H and x removes the unpenalised bias,
+        ``w = H_c^T (H_c H_c^T + lambda/2 I)^{-1} x_c`` (the n x n dual system when there are
+        fewer ratings than hidden units, the primal k x k one otherwise) and
+        ``b = mean(x) - mean(H) w``. Needs f = identity (the paper's best).
+        """
+        if self.config.f != "identity":
+            raise ConfigError(
+                f"{self.model_name} with f = {self.config.f} cannot fold in a new {what} (the "
+                "closed-form fit needs f = identity); retrain it with the ratings"
+            )
+        codes = self._all_codes()[torch.from_numpy(rows)].double().cpu()  # (n_rated, k)
+        target = torch.from_numpy(values)  # (n_rated,) float64
+        h_mean, x_mean = codes.mean(0), target.mean()
+        h_c, x_c = codes - h_mean, target - x_mean  # (n_rated, k), (n_rated,)
+        # lambda = 0 would leave the system singular with fewer ratings than units.
+        reg = self.config.lam / 2.0 + 1e-8
+        n_rated, k = h_c.shape
+        if n_rated <= k:
+            gram = h_c @ h_c.t()  # (n_rated, n_rated)
+            gram.diagonal().add_(reg)
+            w = h_c.t() @ torch.linalg.solve(gram, x_c)  # (k,)
+        else:
+            gram = h_c.t() @ h_c  # (k, k)
+            gram.diagonal().add_(reg)
+            w = torch.linalg.solve(gram, h_c.t() @ x_c)  # (k,)
+        return w, float(x_mean - h_mean @ w)
+
+    @torch.no_grad()
+    def _column_scores(self, state: tuple[torch.Tensor, float]) -> np.ndarray:
+        """(n_rows,) float64 unclipped predictions of a new column for every training row."""
+        w, b = state
+        codes = self._all_codes()  # (n_rows, k_last)
+        # float32 product, as the trained rows are scored (a float64 copy of the codes per
+        # new user would cost more than the fit).
+        return (codes @ w.to(codes)).double().cpu().numpy() + b  # (n_rows,)
 
     # -- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

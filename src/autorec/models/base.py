@@ -16,6 +16,15 @@ cornac's ``Recommender`` do):
   not a rating (popularity, EASE) overrides it. ``_score_block(user_idx)`` gives the same scores
   for every item of a block of users, (n_block, n_items); a model that can compute whole rows at
   once (a dense matrix product) overrides it. :mod:`autorec.ranking` and ``recommend`` use both.
+* ``fold_in(ratings)`` / ``recommend_new_user(ratings, k)``: a user the model was not trained
+  on, from ``{raw item id: rating}``, without retraining. The base class owns the policy (every
+  rating on the scale, unknown item ids listed in one error or left out with
+  ``ignore_unknown``, the items rated excluded from the list, optional shrinkage of the ranking
+  toward the bias baseline by item support); a model writes ``_fold_in_user(item_idx, rating)
+  -> state`` (fit the user's own parameters, every trained weight frozen) and
+  ``_fold_in_scores(state)`` (every item's prediction), and ``_fold_in_rank`` when it ranks on
+  a score that is not its rating. A model without these hooks raises ``ConfigError``
+  saying so.
 * ``save(dir)`` / ``load(dir)``: weights in safetensors plus ``model.json`` with the config,
   vocabularies and versions. Loading never unpickles anything.
 
@@ -30,8 +39,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
@@ -150,6 +160,31 @@ class FitHistory:
     @property
     def best_val_rmse(self) -> float | None:
         return self.val_rmse[self.best_epoch - 1] if self.val_rmse and self.best_epoch else None
+
+
+@dataclass(frozen=True)
+class FoldedUser:
+    """A new user folded into a trained model (:meth:`Recommender.fold_in`).
+
+    Attributes:
+        item_idx: (n_rated,) int64 indices of the items the user rated (ignored ids left out).
+        rating: (n_rated,) float64 their ratings.
+        predictions: (n_items,) float32 predicted rating of every item, clipped to the scale
+            (the fallback for items without training ratings), as :meth:`Recommender.predict`.
+        scores: (n_items,) float64 raw ranking score of every item, as
+            :meth:`Recommender._score_block` gives a training user (the unclipped prediction,
+            or a ranking model's own score).
+        user_bias: the user's damped bias ``sum_i (r_ui - mu - b_i) / (15 + n_u)`` against the
+            fallback's bias baseline (what support shrinkage shrinks toward).
+        ignored: raw ids left out because the model does not know them (``ignore_unknown``).
+    """
+
+    item_idx: np.ndarray
+    rating: np.ndarray
+    predictions: np.ndarray
+    scores: np.ndarray
+    user_bias: float
+    ignored: tuple[object, ...] = ()
 
 
 class Recommender(ABC):
@@ -312,6 +347,167 @@ class Recommender(ABC):
         top = top_k(scores[None, :], min(k, n_candidates))[0]  # (k,) item indices
         rating = self.predict(np.full(len(top), user_idx), top)
         return [(self.items.ids[i].item(), float(r)) for i, r in zip(top, rating, strict=True)]
+
+    # -- folding in a new user ---------------------------------------------------------------
+    def fold_in(
+        self,
+        ratings: dict[object, float] | tuple[Sequence[object], Sequence[float]],
+        *,
+        ignore_unknown: bool = False,
+    ) -> FoldedUser:
+        """Predictions for a user the model was not trained on, from their ratings, without
+        retraining.
+
+        ``ratings`` is ``{raw item id: rating}`` or aligned ``(item ids, ratings)``. The base
+        class owns the policy: every rating must lie on the model's scale, each item is given
+        once, and an item id outside the vocabulary is an error listing every such id (or is
+        left out with ``ignore_unknown``). The model's hooks do the rest:
+        ``_fold_in_user(item_idx, rating) -> state`` fits the user's own parameters with every
+        trained weight frozen, ``_fold_in_scores(state)`` predicts every item and
+        ``_fold_in_rank(state, scores)`` gives the ranking score (default: the prediction).
+        Items without training ratings get the fallback, as for a training user.
+
+        Raises:
+            ConfigError: no ratings, a rating off the scale or not finite, an item given twice,
+                unknown item ids (without ``ignore_unknown``), or a model that cannot fold in.
+        """
+        self._check_fitted()
+        item_idx, rating, ignored = self._fold_in_input(ratings, ignore_unknown)
+        state = self._fold_in_user(item_idx, rating)
+        scores = np.asarray(self._fold_in_scores(state), dtype=np.float64).copy()  # (n_items,)
+        unseen = np.flatnonzero(~self.item_seen)
+        if len(unseen):
+            scores[unseen] = self._fallback_scores(np.full(len(unseen), -1), unseen)
+        low, high = self.rating_scale
+        predictions = np.clip(scores, low, high).astype(np.float32)
+        rank = np.asarray(self._fold_in_rank(state, scores), dtype=np.float64)
+        return FoldedUser(
+            item_idx, rating, predictions, rank, self._fold_in_bias(item_idx, rating), ignored
+        )
+
+    def recommend_new_user(
+        self,
+        ratings: dict[object, float] | tuple[Sequence[object], Sequence[float]],
+        k: int = 10,
+        *,
+        exclude_rated: bool = True,
+        by: Literal["score", "rating"] = "score",
+        support_shrinkage: float = 0.0,
+        ignore_unknown: bool = False,
+    ) -> list[tuple[object, float]]:
+        """Top-``k`` items for a new user (:meth:`fold_in`), as ``(item_id, predicted rating)``,
+        best first; the items rated are excluded (``exclude_rated``). ``by`` as in
+        :meth:`recommend`; equal scores: the lower item index first.
+
+        ``support_shrinkage`` s > 0 ranks on the prediction shrunk toward the bias baseline by
+        the item's number of training ratings n_i:
+        ``b_ui + n_i / (n_i + s) * (r_hat_ui - b_ui)`` with ``b_ui = mu + b_u + b_i``. An item
+        the model saw rated once or twice then cannot top the list on a confident-looking 5.0
+        (docs/results/fold-in.md chooses s on validation). 0 ranks on the raw score. Ranking
+        models (``pop``, ``ease``), whose score is not a rating, refuse it.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if by not in ("score", "rating"):
+            raise ValueError(f"by must be 'score' or 'rating', got {by!r}")
+        if not (support_shrinkage >= 0 and math.isfinite(support_shrinkage)):
+            raise ConfigError(f"support_shrinkage must be >= 0, got {support_shrinkage}")
+        if support_shrinkage > 0 and type(self)._fold_in_rank is not Recommender._fold_in_rank:
+            raise ConfigError(
+                f"{self.model_name} ranks on a score that is not a rating: "
+                "support shrinkage does not apply"
+            )
+        folded = self.fold_in(ratings, ignore_unknown=ignore_unknown)
+        scores = (folded.scores if by == "score" else folded.predictions).astype(np.float64)
+        if support_shrinkage > 0:
+            scores = self.shrink_by_support(scores, folded.user_bias, support_shrinkage)
+        if exclude_rated:
+            scores[folded.item_idx] = -np.inf
+        n_candidates = int(np.isfinite(scores).sum())
+        if n_candidates == 0:
+            return []
+        top = top_k(scores[None, :], min(k, n_candidates))[0]  # (k,) item indices
+        return [(self.items.ids[i].item(), float(folded.predictions[i])) for i in top]
+
+    def shrink_by_support(
+        self, scores: np.ndarray, user_bias: float | np.ndarray, shrinkage: float
+    ) -> np.ndarray:
+        """``b_ui + n_i / (n_i + s) (score - b_ui)``, ``b_ui = mu + b_u + b_i`` the fallback's bias
+        baseline; ``scores`` (..., n_items), ``user_bias`` a scalar or broadcastable to it."""
+        support = self.item_support()
+        weight = support / (support + shrinkage)  # (n_items,)
+        base = self._fallback_mean + np.asarray(user_bias, dtype=np.float64) + self._item_bias
+        return base + weight * (scores - base)
+
+    def item_support(self) -> np.ndarray:
+        """(n_items,) float64 number of training ratings of each item."""
+        return np.bincount(self._seen_item_idx, minlength=self.n_items).astype(np.float64)
+
+    def _fold_in_input(
+        self,
+        ratings: dict[object, float] | tuple[Sequence[object], Sequence[float]],
+        ignore_unknown: bool,
+        index: IdIndex | None = None,
+        what: str = "item",
+    ) -> tuple[np.ndarray, np.ndarray, tuple[object, ...]]:
+        """(item_idx, rating, ignored ids) of a new user's ratings, checked (see fold_in);
+        ``index``/``what``: the user vocabulary and "user" for a new item's ratings."""
+        index = self.items if index is None else index
+        if isinstance(ratings, dict):
+            ids, values = list(ratings), list(ratings.values())
+        else:
+            ids, values = list(ratings[0]), list(ratings[1])
+            if len(ids) != len(values):
+                raise ConfigError(f"{len(ids)} item ids but {len(values)} ratings")
+        if not ids:
+            raise ConfigError(f"folding in needs at least one ({what} id, rating)")
+        rating = np.asarray(values, dtype=np.float64)
+        low, high = self.rating_scale
+        bad = np.flatnonzero(~np.isfinite(rating) | (rating < low) | (rating > high))
+        if len(bad):
+            shown = ", ".join(f"{ids[i]!r}: {values[i]}" for i in bad[:5])
+            raise ConfigError(f"ratings outside the scale {low:g}..{high:g}: {shown}")
+        item_idx = index.indices(ids).astype(np.int64)
+        unknown = np.flatnonzero(item_idx < 0)
+        ignored = tuple(ids[i] for i in unknown)
+        if len(unknown) and not ignore_unknown:
+            shown = ", ".join(repr(v) for v in ignored[:10])
+            more = f" and {len(ignored) - 10} more" if len(ignored) > 10 else ""
+            raise ConfigError(
+                f"{len(ignored)} unknown {what} id(s), not in the model's vocabulary: "
+                f"{shown}{more} (ignore_unknown / --ignore-unknown leaves them out)"
+            )
+        keep = item_idx >= 0
+        item_idx, rating = item_idx[keep], rating[keep]
+        if not len(item_idx):
+            raise ConfigError(f"none of the rated {what}s is known to the model")
+        if len(np.unique(item_idx)) != len(item_idx):
+            raise ConfigError(f"the same {what} is rated twice: give each {what} once")
+        return item_idx, rating, ignored
+
+    def _fold_in_bias(self, item_idx: np.ndarray, rating: np.ndarray) -> float:
+        """The new user's damped bias against the fallback's baseline (lambda_u = 15, as
+        :func:`autorec.models.biases.fit_biases`)."""
+        residual = rating - self._fallback_mean - self._item_bias[item_idx]
+        return float(residual.sum() / (15.0 + len(rating)))
+
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> Any:
+        """Fit a new user's own parameters from their ratings, every trained weight frozen;
+        returns whatever ``_fold_in_scores`` needs. Default: the model cannot."""
+        raise ConfigError(
+            f"model {self.model_name} cannot fold in a new user; retrain it with the user's ratings"
+        )
+
+    def _fold_in_scores(self, state: Any) -> np.ndarray:
+        """(n_items,) unclipped predicted ratings of a folded-in user (``state`` from
+        ``_fold_in_user``); entries of items without training ratings are overwritten."""
+        raise NotImplementedError
+
+    def _fold_in_rank(self, state: Any, scores: np.ndarray) -> np.ndarray:
+        """(n_items,) ranking scores of a folded-in user; default: the predictions ``scores``
+        (a ranking model overrides it, as it overrides ``_rank_score``)."""
+        return scores
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -66,6 +66,15 @@ class BiasBaseline(Recommender):
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         return self.global_mean + self.user_bias[user_idx] + self.item_bias[item_idx]
 
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> float:
+        """The new user's bias with the item biases fixed: the model's own user step,
+        ``b_u = sum_i (r_ui - mu - b_i) / (lambda_u + n_u)``."""
+        residual = rating - self.global_mean - self.item_bias[item_idx]
+        return float(residual.sum() / (self.config.reg_user + len(rating)))
+
+    def _fold_in_scores(self, state: float) -> np.ndarray:
+        return self.global_mean + state + self.item_bias.astype(np.float64)
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_bias": self.user_bias, "item_bias": self.item_bias}
 

@@ -290,6 +290,29 @@ class BiasedMF(Recommender):
             )
         return out
 
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> tuple[np.ndarray, float]:
+        """The new user's ``[p_u, b_u]`` by the model's own user step, one ridge regression
+        with the item factors and biases fixed (module docstring):
+        ``x_u = (Y_u^T Y_u + diag(lambda_u))^{-1} Y_u^T (r_u - mu - b_I)``."""
+        cfg = self.config
+        k = cfg.rank
+        n_rated = len(rating)
+        scale = n_rated if cfg.reg_per_rating else 1
+        reg_bias = cfg.reg if cfg.reg_bias is None else cfg.reg_bias
+        features = np.concatenate(
+            [self.item_factors[item_idx].astype(np.float64), np.ones((n_rated, 1))], 1
+        )  # (n_rated, k + 1)
+        target = rating - self.global_mean - self.item_bias[item_idx]  # (n_rated,)
+        gram = features.T @ features  # (k + 1, k + 1)
+        gram[np.diag_indices(k + 1)] += np.r_[np.full(k, cfg.reg), reg_bias] * scale
+        x = np.linalg.solve(gram, features.T @ target)  # (k + 1,)
+        return x[:k], float(x[k])
+
+    def _fold_in_scores(self, state: tuple[np.ndarray, float]) -> np.ndarray:
+        factors, bias = state
+        dots = self.item_factors.astype(np.float64) @ factors  # (n_items,)
+        return self.global_mean + bias + self.item_bias.astype(np.float64) + dots
+
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "user_factors": self.user_factors,

@@ -135,6 +135,18 @@ class Ease(Recommender):
         users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
         return np.asarray(self._x()[users] @ self.weights, dtype=np.float64)
 
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> tuple[float, np.ndarray]:
+        # EASE's input is the binary row x_new (the items rated, whatever the value).
+        return self._fold_in_bias(item_idx, rating), item_idx
+
+    def _fold_in_scores(self, state: tuple[float, np.ndarray]) -> np.ndarray:
+        # The rating prediction of a new user: the bias baseline with their own damped bias.
+        return self._fallback_mean + state[0] + self._item_bias
+
+    def _fold_in_rank(self, state: tuple[float, np.ndarray], scores: np.ndarray) -> np.ndarray:
+        """``x_new B``: the sum of B's rows of the items rated, (n_items,)."""
+        return self.weights[state[1]].sum(0, dtype=np.float64)
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights, "x_indptr": self.x_indptr, "x_items": self.x_items}
 

@@ -238,6 +238,35 @@ class ItemKNN(Recommender):
             self.config.k,
         )
 
+    def _fold_in_user(
+        self, item_idx: np.ndarray, rating: np.ndarray
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """The new user's baseline bias (the baseline's own user step, item biases fixed) and
+        residuals e_uj on the items rated: all a neighbourhood needs, the similarities are
+        item-item."""
+        cfg = self.config
+        order = np.argsort(item_idx, kind="stable")  # the model keeps a user's items sorted
+        items, values = item_idx[order], rating[order]
+        bias = float(
+            (values - self.global_mean - self.item_bias[items]).sum()
+            / (cfg.baseline_reg_user + len(values))
+        )
+        residual = (values - self.global_mean - bias - self.item_bias[items]).astype(np.float32)
+        return bias, items, residual
+
+    def _fold_in_scores(self, state: tuple[float, np.ndarray, np.ndarray]) -> np.ndarray:
+        bias, items, residual = state
+        offsets = neighbour_offsets(
+            self.similarity,
+            np.array([0, len(items)], dtype=np.int64),
+            items,
+            residual,
+            np.zeros(self.n_items, dtype=np.int64),
+            np.arange(self.n_items, dtype=np.int64),
+            self.config.k,
+        )
+        return self.global_mean + bias + self.item_bias + offsets
+
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "similarity": self.similarity,

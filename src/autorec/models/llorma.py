@@ -539,6 +539,89 @@ class Llorma(Recommender):
             out[s : s + _SCORE_CHUNK] = self._combine(u, i, pairs)
         return out
 
+    # -- folding in a new user ----------------------------------------------------------------
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> tuple:
+        """Every part of the new user, each by the model's own step for a user with the item
+        side frozen: the damped bias (the baseline's user step), the embedding row (a ridge
+        regression of the raw ratings on the item embeddings), hence the user kernel to every
+        anchor, the global model's row, and each covering anchor's local row (the
+        kernel-weighted ridge of ``WeightedALS``). Returns (user kernel (q,), global row
+        (width,), local rows (q, width), bias)."""
+        cfg = self.config
+        rating = rating.astype(np.float64)
+        bias = float(
+            (rating - self.global_mean - self.item_bias[item_idx]).sum()
+            / (cfg.bias_reg_user + len(rating))
+        )
+        ones = np.ones((1, len(item_idx)))
+        embed = self._new_row(self.embed_item[:, None, :], item_idx, ones, rating, False, "embed")
+        embed = embed[0]  # (embed_rank,)
+        if cfg.kernel == "flat":
+            user_kernel = np.ones(len(self.anchor_user), dtype=np.float32)
+        else:
+            distance = angular_distance(embed[None, :], self.embed_user[self.anchor_user])[0]
+            user_kernel = epanechnikov(distance, cfg.bandwidth).astype(np.float32)  # (q,)
+        center = rating - self.global_mean - bias - self.item_bias[item_idx]
+        if cfg.center == "none":
+            center = rating
+        biases = cfg.local_biases
+        global_row = self._new_row(self.global_item[:, None, :], item_idx, ones, center, biases)
+        weights = user_kernel[:, None].astype(np.float64) * self.item_kernel[:, item_idx]
+        local_rows = self._new_row(
+            self.local.V.transpose(1, 0, 2), item_idx, weights, center, biases
+        )  # (q, width)
+        return user_kernel, global_row[0], local_rows, bias
+
+    def _new_row(
+        self,
+        item_side: np.ndarray,
+        item_idx: np.ndarray,
+        weights: np.ndarray,
+        target: np.ndarray,
+        biases: bool,
+        model: str = "local",
+    ) -> np.ndarray:
+        """A new user's rows (n_anchors, width) of weighted ALS models whose item factors are
+        ``item_side`` (n_items, n_anchors, width): per anchor, the exact minimiser of
+        ``sum_i w_ti (y_i - U . V_ti)^2 + lambda ||free part of U||^2`` over the rated items,
+        with the model's penalty (``embed_reg`` for ``model="embed"``, else ``reg``; per unit of
+        kernel mass when ``reg_per_kernel_mass``); ``weights`` (n_anchors or 1, n_rated). An
+        anchor without positive weight keeps a zero row."""
+        cfg = self.config
+        reg = cfg.embed_reg if model == "embed" else cfg.reg
+        rank = item_side.shape[2] - (2 if biases else 0)
+        n_anchors = item_side.shape[1]
+        rows = np.zeros((n_anchors, item_side.shape[2]))
+        if biases:
+            rows[:, rank + 1] = 1.0  # U = [p, b_u, 1]
+        free = np.arange(rank + 1 if biases else rank)
+        for t in range(n_anchors):
+            w = weights[0 if weights.shape[0] == 1 else t]  # (n_rated,)
+            keep = w > 0
+            if not keep.any():
+                continue
+            v = item_side[item_idx[keep], t].astype(np.float64)  # (n_kept, width)
+            y = target[keep] - (v[:, rank + 1] if biases else 0.0)  # minus b_i
+            x = v[:, free]  # (n_kept, k) item features [q, 1]
+            gram = x.T @ (w[keep, None] * x)  # (k, k)
+            lam = reg * w[keep].sum() if cfg.reg_per_kernel_mass else reg
+            gram[np.diag_indices(len(free))] += lam
+            rows[t, free] = np.linalg.solve(gram, x.T @ (w[keep] * y))
+        return rows
+
+    def _fold_in_scores(self, state: tuple) -> np.ndarray:
+        user_kernel, global_row, local_rows, bias = state
+        base = np.zeros(self.n_items)
+        if self.config.center == "bias":
+            base = self.global_mean + bias + self.item_bias.astype(np.float64)
+        out = base + self.global_item.astype(np.float64) @ global_row  # (n_items,)
+        weight = user_kernel[:, None].astype(np.float64) * self.item_kernel  # (q, n_items)
+        local = np.einsum("tiw,tw->ti", self.local.V, local_rows)  # (q, n_items)
+        den = weight.sum(0)
+        covered = den > 0
+        out[covered] = base[covered] + (weight * local).sum(0)[covered] / den[covered]
+        return out
+
     # -- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         return {

@@ -56,6 +56,16 @@ class Popularity(Recommender):
         n_block = len(np.asarray(user_idx).reshape(-1))
         return np.repeat(self.item_count[None, :].astype(np.float64), n_block, axis=0)
 
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> float:
+        return self._fold_in_bias(item_idx, rating)
+
+    def _fold_in_scores(self, state: float) -> np.ndarray:
+        # The rating prediction of a new user: the bias baseline with their own damped bias.
+        return self._fallback_mean + state + self._item_bias
+
+    def _fold_in_rank(self, state: float, scores: np.ndarray) -> np.ndarray:
+        return self.item_count.astype(np.float64)
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_count": self.item_count}
 

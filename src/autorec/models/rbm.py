@@ -77,6 +77,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from torch.nn import functional as nn_functional
 
 from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError
@@ -576,6 +577,90 @@ class RBM(Recommender):
     # -- prediction ----------------------------------------------------------------------------
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         return self._expected(*self._rows_positions(user_idx, item_idx))
+
+    # -- folding in a new user ----------------------------------------------------------------
+    @torch.no_grad()
+    def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> Any:
+        """U-RBM: a new user is a new row of visible units, ``p(h = 1 | V_new)`` (1, F)
+        through the trained weights.
+
+        I-RBM: a new user is a new visible softmax unit, with weights ``W_new`` (K, F) and
+        biases ``b_new`` (K,) of its own. With every trained weight frozen and the items'
+        hidden probabilities ``p_i = p(h | V_i)`` taken as fixed (first order, as I-AutoRec's
+        fold-in takes its codes), the unit's conditional log-likelihood of the user's ratings
+        is a multinomial logistic regression,
+
+        .. math::  \\max \\sum_{i \\in I} \\log \\operatorname{softmax}(b + W p_i)_{k(r_i)}
+                   - \\frac{c}{2} (\\|W\\|^2 + \\|b - \\bar b\\|^2),
+
+        with ``c = n_rows * weight_decay``, the decay training applies per row of the data
+        (lr * weight_decay * W per batch, against the gradient averaged over the batch's rows),
+        and the biases pulled toward the training users' mean ``b_bar`` (a user who used only
+        one rating value would otherwise send b to infinity). Solved by L-BFGS from
+        ``(0, b_bar)``.
+        """
+        level = np.searchsorted(self.levels, rating)
+        off = np.flatnonzero(
+            (level >= len(self.levels))
+            | (self.levels[np.minimum(level, len(self.levels) - 1)] != rating)
+        )
+        if len(off):
+            values = ", ".join(f"{v:g}" for v in self.levels)
+            raise ConfigError(
+                f"{self.model_name} has one visible unit per rating value ({values}); "
+                f"got {rating[off[0]]:g}"
+            )
+        if self.config.variant == "user":
+            rows = VisibleRows.build(
+                np.zeros(len(item_idx), dtype=np.int64),
+                item_idx,
+                level,
+                1,
+                self.n_items,
+                len(self.levels),
+            )
+            return hidden_probs(self.params, rows, None)  # (1, F)
+        return self._fit_new_unit(item_idx, level)
+
+    def _fit_new_unit(self, item_idx: np.ndarray, level: np.ndarray) -> tuple:
+        """I-RBM's new visible unit (see :meth:`_fold_in_user`): (W_new (K, F), b_new (K,))."""
+        k = len(self.levels)
+        seen = self.user_seen
+        prior = self.params.visible_bias[torch.from_numpy(seen)].double().mean(0)  # (K,)
+        coef = int(self.item_seen.sum()) * self.config.weight_decay
+        features = self._row_hidden[torch.from_numpy(item_idx)].double()  # (n_rated, F)
+        target = torch.from_numpy(level.astype(np.int64))
+        weight = torch.zeros(k, features.shape[1], dtype=torch.float64, requires_grad=True)
+        bias = prior.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [weight, bias], lr=1.0, max_iter=100, tolerance_grad=1e-7, line_search_fn="strong_wolfe"
+        )
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            logits = features @ weight.t() + bias  # (n_rated, K)
+            loss = nn_functional.cross_entropy(logits, target, reduction="sum")
+            loss = loss + coef / 2 * (weight.pow(2).sum() + (bias - prior).pow(2).sum())
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        return weight.detach(), bias.detach()
+
+    @torch.no_grad()
+    def _fold_in_scores(self, state: Any) -> np.ndarray:
+        if self.config.variant == "user":
+            return expected_ratings(
+                self.params,
+                state,
+                np.zeros(self.n_items, dtype=np.int64),
+                np.arange(self.n_items),
+                self._values,
+            )
+        weight, bias = state
+        logits = self._row_hidden.double() @ weight.t() + bias  # (n_items, K)
+        return (torch.softmax(logits, dim=1) @ self._values).numpy()
 
     # -- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
