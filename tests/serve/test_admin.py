@@ -77,14 +77,14 @@ def test_with_the_token_the_model_answers(client: httpx.Client, u_served: None) 
     assert r.status_code == 200 and r.json()["can_fold_in"] is True
 
 
-def test_fold_in_equals_recommend_for_ratings(
+def test_fold_in_equals_recommend_new_user(
     client: httpx.Client, served_dir: Path, u_served: None
 ) -> None:
     model = Recommender.load(served_dir)
     ratings = {"3": 5.0, "17": 1.0, "20": 4.0}
     r = client.post("/v1/recommendations", json={"ratings": ratings, "k": 6})
     assert r.status_code == 200, r.text
-    expected = model.recommend_for_ratings({3: 5.0, 17: 1.0, 20: 4.0}, 6)
+    expected = model.recommend_new_user({3: 5.0, 17: 1.0, 20: 4.0}, 6)
     assert r.json()["user_id"] is None
     assert [(x["item_id"], x["score"]) for x in r.json()["items"]] == [
         (i, pytest.approx(s, abs=1e-6)) for i, s in expected

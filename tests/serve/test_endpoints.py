@@ -52,7 +52,7 @@ def test_model_describes_the_folder(
     assert info["fingerprint"]["weights_sha256"] == meta["weights"]["sha256"]
     assert info["fingerprint"]["meta_sha256"] == meta["meta_sha256"]
     assert len(info["fingerprint"]["training_pairs_sha256"]) == 64
-    assert info["can_fold_in"] is False and info["has_item_embeddings"] is True
+    assert info["can_fold_in"] is True and info["has_item_embeddings"] is True
 
 
 def _expected(model: Recommender, user_id: int, k: int, exclude_seen: bool = True) -> list:
@@ -132,9 +132,25 @@ def test_similar_items_are_the_nearest_codes(client: httpx.Client, model: Recomm
     assert [x["score"] for x in body["items"]] == pytest.approx(cosine[order], abs=1e-5)
 
 
-def test_fold_in_on_i_autorec_is_409_with_the_reason(client: httpx.Client) -> None:
-    r = client.post("/v1/recommendations", json={"ratings": {"1": 4}})
-    assert_error(r, 409, "model", "i-autorec cannot fold in")
+def test_fold_in_on_i_autorec_equals_the_model(client: httpx.Client, model: Recommender) -> None:
+    r = client.post("/v1/recommendations", json={"ratings": {"1": 4, "7": 2}, "k": 5})
+    assert r.status_code == 200, r.text
+    expected = model.recommend_new_user({1: 4.0, 7: 2.0}, 5)
+    assert [(x["item_id"], x["score"]) for x in r.json()["items"]] == [
+        (i, pytest.approx(s, abs=1e-6)) for i, s in expected
+    ]
+
+
+def test_a_model_that_cannot_fold_in_is_409(model_dirs: dict[str, Path]) -> None:
+    from autorec.data.synthetic import synthetic_ratings
+    from autorec.models import make_model
+    from autorec.serve.engine import CannotFoldIn, recommend_new_user
+
+    # I-AutoRec folds a user in by a closed-form decoder row, which needs f = identity.
+    sigmoid_out = make_model("i-autorec", hidden=(4,), n_epochs=2, f="sigmoid", seed=0)
+    sigmoid_out.fit(synthetic_ratings(30, 20, 300, seed=1))
+    with pytest.raises(CannotFoldIn, match="i-autorec cannot fold in"):
+        recommend_new_user(sigmoid_out, {0: 4.0}, 5)
 
 
 def test_openapi_docs(client: httpx.Client) -> None:

@@ -145,21 +145,19 @@ def _model_info(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-# -- fold-in: the one place that knows how a model scores a new user ----------------------------
+# -- fold-in ------------------------------------------------------------------------------------
 def can_fold_in(model: Recommender) -> bool:
-    if hasattr(model, "recommend_new_user"):
-        return True
-    return hasattr(model, "recommend_for_ratings") and model.model_name != "i-autorec"
+    """Whether the model implements the fold-in contract (every registered model does; an
+    I-AutoRec with a non-identity output activation still refuses at the call: 409)."""
+    return type(model)._fold_in_user is not Recommender._fold_in_user
 
 
 def recommend_new_user(
     model: Recommender, ratings: dict[object, float], k: int
 ) -> list[tuple[object, float]]:
-    """Top-``k`` unrated items for a user given only as raw item id -> rating.
-
-    The adapter between the service and the models' fold-in: the contract method
-    ``recommend_new_user`` when the model has one, else AutoRec's ``recommend_for_ratings``
-    (U-AutoRec). Ratings are checked (known items, on the scale) by the caller.
+    """Top-``k`` unrated items for a user given only as raw item id -> rating, through the
+    models' fold-in contract (:meth:`Recommender.recommend_new_user`). Ratings are checked
+    (known items, on the scale) by the caller.
 
     Raises:
         CannotFoldIn: the model cannot score a user it was not trained on.
@@ -167,9 +165,7 @@ def recommend_new_user(
     if not can_fold_in(model):
         raise CannotFoldIn(f"model {model.model_name} cannot fold in new users")
     try:
-        if hasattr(model, "recommend_new_user"):
-            return model.recommend_new_user(ratings, k)
-        return model.recommend_for_ratings(ratings, k)
+        return model.recommend_new_user(ratings, k)
     except ConfigError as exc:
         raise CannotFoldIn(f"model {model.model_name} cannot fold in this user: {exc}") from exc
 
