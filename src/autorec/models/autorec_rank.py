@@ -314,6 +314,9 @@ class HeadScorer:
     def __init__(self, head: RankingHead, x: SparseRows, beta: float, epoch: int) -> None:
         self.head, self.x, self.beta, self.epoch = head.eval(), x, float(beta), int(epoch)
         self._codes: torch.Tensor | None = None
+        #: Validation NDCG@10 of the ranking score at the kept epoch and beta (None: no
+        #: validation); set by :func:`fit_ranking_head`, not saved.
+        self.val_ndcg: float | None = None
 
     @torch.no_grad()
     def head_block(self, users: torch.Tensor) -> torch.Tensor:
@@ -355,8 +358,15 @@ def fit_ranking_head(model, train: Ratings, val: Ratings | None) -> HeadScorer:
     generator = torch.Generator().manual_seed(cfg.seed)
     head, epoch, history = fit_head(x, settings_of(cfg), generator, positives)
     scorer = HeadScorer(head, x, 0.0, epoch)
+    scorer.val_ndcg = max(history) if history else None
     if cfg.rank_beta is not None:
         scorer.beta = float(cfg.rank_beta)
+        if positives is not None and scorer.beta != 0.0:
+            scorer.val_ndcg = ndcg_at(
+                lambda u, s=scorer: torch.from_numpy(score_rows(model, s, u.numpy())),
+                dense_users(x),
+                positives,
+            )
     elif positives is not None:
         seen = dense_users(x)
         scores = {}
@@ -369,6 +379,7 @@ def fit_ranking_head(model, train: Ratings, val: Ratings | None) -> HeadScorer:
             )
             log.info("ranking head: validation ndcg@10 = %.4f at beta %g", scores[beta], beta)
         scorer.beta = max(scores, key=lambda b: scores[b])
+        scorer.val_ndcg = scores[scorer.beta]
     log.info(
         "ranking head: epoch %d kept (validation ndcg@10 %s), beta %g, %.1f s",
         epoch,
