@@ -175,3 +175,12 @@ def test_ndcg_at_known_answer():
 def test_bad_head_config_is_refused(bad):
     with pytest.raises(ConfigError):
         AutoRecConfig(ranking_head=True, **bad)
+
+
+def test_memory_estimate_counts_the_head_only_when_on():
+    plain = AutoRecConfig().memory_estimate(3706, 6040, 800_000)
+    with_head = AutoRecConfig(ranking_head=True).memory_estimate(3706, 6040, 800_000)
+    assert "ranking head" not in plain
+    # The dense 3,706 x 6,040 float32 target alone is 89.5 MB.
+    assert with_head["ranking head"] >= 4 * 3706 * 6040
+    assert {k: v for k, v in with_head.items() if k != "ranking head"} == plain

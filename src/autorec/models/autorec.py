@@ -181,7 +181,9 @@ class AutoRecConfig(IterativeConfig):
         work vectors, 172P); activations: the hidden codes of the rows of one step (all rows
         for the full-batch optimisers, ``batch_size`` for Adam), kept for the backward pass
         with their pre-activations (8 bytes per unit), plus a few float buffers per training
-        rating; the training matrix: row, column and value of every rating in two layouts.
+        rating; the training matrix: row, column and value of every rating in two layouts;
+        with ``ranking_head``, the head's dense target, batch and weights (trained after the
+        rating model, so this overstates the peak a little).
         """
         widths = (*self.hidden, n_cols)
         n_params = n_cols * self.hidden[0] + self.hidden[0]  # V, mu
@@ -189,13 +191,21 @@ class AutoRecConfig(IterativeConfig):
         optimiser = {"rprop": 5, "adam": 8, "lbfgs": 172}[self.optimizer]
         step_rows = n_rows if self.optimizer != "adam" else min(n_rows, self.batch_size)
         step_ratings = n_ratings if self.optimizer != "adam" else n_ratings * step_rows // n_rows
-        return {
+        parts = {
             "weights": 4 * n_params,
             "gradients": 4 * n_params,
             "optimiser state": optimiser * n_params,
             "activations": 8 * step_rows * sum(self.hidden) + 32 * step_ratings,
             "training matrix": 40 * n_ratings,
         }
+        if self.ranking_head:
+            # The dense user x item target, the logits of one batch of users with their softmax
+            # and gradient, and V, W with gradients and Adam's two moments (autorec_rank).
+            batch = min(n_cols, self.rank_batch_users)
+            parts["ranking head"] = (
+                4 * n_rows * n_cols + 12 * batch * n_rows + 16 * 2 * n_cols * self.rank_hidden
+            )
+        return parts
 
 
 def available_memory(device: torch.device, meminfo: str = "/proc/meminfo") -> int | None:
