@@ -1,0 +1,199 @@
+"""I-AutoRec with its ranking head against popularity and EASE on ML-1M (full ranking).
+
+One seed per call (seeds can run as parallel processes), then a summary over the seeds::
+
+    python experiments/ranking_autorec.py run --seed 0 --threads 1
+    python experiments/ranking_autorec.py summary --seeds 0 1 2 3 4
+
+Per seed s: ``paper_split(ml-1m, seed=s)`` (train / val / test); relevance >= 4; each user's
+train and validation items are excluded from their lists (:func:`autorec.ranking
+.evaluate_ranking`). Every choice is made on validation, none on test:
+
+* ``pop``: nothing to choose;
+* ``ease``: lambda from :data:`autorec.models.ease.LAMBDA_GRID` by validation NDCG@10
+  (:func:`autorec.ranking.select_on_validation`);
+* ``i-autorec (rating order)``: the default I-AutoRec (k = 500, lambda = 300, Rprop, early
+  stopping on validation RMSE), ranked by its unclipped predicted rating;
+* ``i-autorec + ranking head``: the same fitted rating model plus the head
+  (``AutoRecConfig(ranking_head=True)``): epochs and beta chosen on validation NDCG@10 inside
+  the fit; with ``--head-grid`` each listed head configuration is fitted and the one with the
+  best validation NDCG@10 is kept. The head is fitted after, and independently of, the rating
+  model (``AutoRec._fit`` does exactly this when the option is on), so the rating model is
+  trained once per seed and its test RMSE is the plain I-AutoRec's by construction (the
+  bit-identity is a unit test, tests/models/test_autorec_rank.py).
+
+Writes ``<out>/seed<s>.json`` (atomically); ``summary`` writes ``<out>/summary.json`` with the
+mean and 95% CI over the seeds (:func:`autorec.evaluation.summary_ci95`) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autorec.atomic import atomic_write_json
+from autorec.data import load_dataset, paper_split
+from autorec.evaluation import rmse, summary_ci95
+from autorec.models import autorec_rank
+from autorec.models.autorec import AutoRec, AutoRecConfig
+from autorec.models.ease import LAMBDA_GRID, Ease
+from autorec.models.popularity import Popularity
+from autorec.ranking import evaluate_ranking, select_on_validation
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = "ndcg@10,recall@10,recall_trunc@10,ndcg@20,recall@20"
+MODELS = ("pop", "ease", "i-autorec (rating order)", "i-autorec + ranking head")
+log = logging.getLogger("ranking_autorec")
+
+
+def _data_dir() -> Path:
+    env = os.environ.get("AUTOREC_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def _parse_head(spec: str) -> dict[str, object]:
+    """``"rank_lam=100,rank_hidden=200"`` -> keyword overrides of AutoRecConfig."""
+    out: dict[str, object] = {}
+    for part in filter(None, spec.split(",")):
+        key, value = part.split("=")
+        default = getattr(AutoRecConfig(), key)
+        out[key] = value if isinstance(default, str) else type(default or 0.0)(value)
+    return out
+
+
+def run_seed(seed: int, head_grid: list[str], out: Path, dataset: str) -> dict[str, object]:
+    ratings = load_dataset(dataset, data_dir=_data_dir()).ratings
+    split = paper_split(ratings, seed=seed)
+    train, val, test = split.train, split.val, split.test
+    result: dict[str, object] = {
+        "dataset": dataset,
+        "seed": seed,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+    def ranking(model) -> dict[str, float]:
+        return evaluate_ranking(model, train, test, val=val, metrics=METRICS).metrics
+
+    started = time.perf_counter()
+    pop = Popularity().fit(train)
+    result["pop"] = {"test": ranking(pop), "seconds": time.perf_counter() - started}
+
+    started = time.perf_counter()
+    lam, val_scores = select_on_validation(lambda v: Ease(lam=v), LAMBDA_GRID, train, val)
+    ease = Ease(lam=lam).fit(train)
+    result["ease"] = {
+        "lam": lam,
+        "val_ndcg@10": val_scores,
+        "test": ranking(ease),
+        "seconds": time.perf_counter() - started,
+    }
+    del ease
+
+    started = time.perf_counter()
+    model = AutoRec(AutoRecConfig(seed=seed)).fit(train, val)
+    rating_seconds = time.perf_counter() - started
+    pred = model.predict(test.user_idx, test.item_idx)
+    test_rmse = rmse(test.rating, pred)
+    result["i-autorec (rating order)"] = {
+        "test": ranking(model),
+        "test_rmse": test_rmse,
+        "best_epoch": model.history.best_epoch,
+        "seconds": rating_seconds,
+    }
+
+    plain_config = model.config
+    heads = []
+    for spec in head_grid:
+        started = time.perf_counter()
+        model.config = plain_config.replace(ranking_head=True, **_parse_head(spec))
+        model._head = autorec_rank.fit_ranking_head(model, train, val)
+        heads.append(
+            {
+                "head": spec or "defaults",
+                "val_ndcg@10": model._head.val_ndcg,
+                "epoch": model._head.epoch,
+                "beta": model._head.beta,
+                "scorer": model._head,
+                "config": model.config,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        log.info("seed %d head %r: validation ndcg@10 %.4f", seed, spec, heads[-1]["val_ndcg@10"])
+    best = max(heads, key=lambda h: h["val_ndcg@10"])  # the first of equal scores
+    model.config, model._head = best["config"], best["scorer"]
+    after = model.predict(test.user_idx, test.item_idx)
+    result["i-autorec + ranking head"] = {
+        "test": ranking(model),
+        "test_rmse": rmse(test.rating, after),
+        "rmse_unchanged": bool(np.array_equal(pred, after)),
+        "chosen": best["head"],
+        "candidates": [
+            {k: v for k, v in h.items() if k not in ("scorer", "config")} for h in heads
+        ],
+        "seconds": rating_seconds + sum(h["seconds"] for h in heads),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / f"seed{seed}.json", result)
+    return result
+
+
+def summary(seeds: list[int], out: Path) -> dict[str, object]:
+    runs = [json.loads((out / f"seed{s}.json").read_text()) for s in seeds]
+    table: dict[str, object] = {"seeds": seeds, "models": {}}
+    for name in MODELS:
+        metrics = {}
+        for metric in runs[0][name]["test"]:
+            mean, ci = summary_ci95([r[name]["test"][metric] for r in runs])
+            metrics[metric] = {"mean": mean, "ci95": ci}
+        if "test_rmse" in runs[0][name]:
+            mean, ci = summary_ci95([r[name]["test_rmse"] for r in runs])
+            metrics["rmse"] = {"mean": mean, "ci95": ci}
+        seconds = [r[name]["seconds"] for r in runs]
+        metrics["seconds"] = {"mean": float(np.mean(seconds)), "ci95": None}
+        table["models"][name] = metrics
+    atomic_write_json(out / "summary.json", table)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--dataset", default="ml-1m")
+    run.add_argument(
+        "--head-grid",
+        nargs="*",
+        default=[""],
+        help="head configurations, each 'rank_lam=100,rank_hidden=200' ('' = the defaults)",
+    )
+    summ = sub.add_parser("summary")
+    summ.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    for p in (run, summ):
+        p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "ranking-autorec")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "run":
+        torch.set_num_threads(args.threads)
+        result = run_seed(args.seed, args.head_grid, args.out, args.dataset)
+        print(json.dumps({k: v for k, v in result.items()}, indent=1, default=str))
+        return
+    table = summary(args.seeds, args.out)
+    for name, metrics in table["models"].items():
+        cells = "  ".join(
+            f"{m} {v['mean']:.4f}" + (f" +- {v['ci95']:.4f}" if v["ci95"] is not None else "")
+            for m, v in metrics.items()
+        )
+        print(f"{name:28s} {cells}")
+
+
+if __name__ == "__main__":
+    main()
