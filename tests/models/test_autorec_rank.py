@@ -65,8 +65,9 @@ class _BlockOracle:
         self.n_users, self.n_items = n_users, n_items
         self.item_group = np.repeat(np.arange(n_groups), n_items // n_groups)
 
-    def _rank_score(self, user_idx, item_idx):
-        return (self.item_group[item_idx] == np.asarray(user_idx) % 4).astype(float)
+    def _score_block(self, user_idx):
+        users = np.asarray(user_idx)[:, None]  # (n_block, 1)
+        return (self.item_group[None, :] == users % 4).astype(float)  # (n_block, n_items)
 
 
 def test_head_learns_planted_groups_better_than_popularity(planted, with_head):
