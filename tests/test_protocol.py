@@ -167,3 +167,31 @@ def test_ranking_scores_the_tested_model_with_train_and_validation_excluded(low_
     # Without ranking metrics the record is what it was.
     plain = run_protocol(low_rank, "pop", seed=0)
     assert plain.ranking is None and "ranking" not in plain.record
+
+
+def test_a_ranking_head_is_fitted_for_the_tested_model_only(low_rank, monkeypatch) -> None:
+    # The grid is chosen on validation RMSE, which the head cannot change (it is trained after
+    # the rating model): one head fit per run, for the retrained model, not one per grid point.
+    from autorec.models import autorec_rank
+
+    fits = []
+    real = autorec_rank.fit_ranking_head
+
+    def counting(model, train, val):
+        fits.append(train.n_ratings)
+        return real(model, train, val)
+
+    monkeypatch.setattr(autorec_rank, "fit_ranking_head", counting)
+    head = {"ranking_head": True, "rank_hidden": 8, "rank_epochs": 4, "hidden": (8,)}
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        overrides={**head, "n_epochs": 6},
+        grid={"lam": (0.1, 10.0)},
+        open_above=(),
+    )
+    split = result.split
+    assert fits == [split.train.n_ratings + split.val.n_ratings]
+    assert result.model._head is not None
+    assert [c["lam"] for c in result.candidates] == [0.1, 10.0]

@@ -223,6 +223,13 @@ def run_protocol(
             options["resume"] = checkpoints.resume
         return options
 
+    # Grid points are chosen on validation RMSE, which an I-AutoRec ranking head (trained after
+    # the rating model, on the implicit matrix) cannot change: only the model that is tested
+    # gets one, so asking for it costs one head fit per run, not one per grid point.
+    search_only: dict[str, Any] = {}
+    if retrain and getattr(make_model(model_name, **overrides).config, "ranking_head", False):
+        search_only["ranking_head"] = False
+
     def try_point(point: dict[str, Any], position: str) -> None:
         nonlocal best
         phase = _phase_name(point, position)
@@ -233,7 +240,7 @@ def run_protocol(
             log.info("%s: finished before the interruption; not fitted again", phase)
         else:
             point_started = time.perf_counter()
-            model = make_model(model_name, **{**overrides, **point})
+            model = make_model(model_name, **{**overrides, **search_only, **point})
             model.fit(split.train, split.val, **fit_options(phase, point_key(point)))
             val_rmse, history = _val_rmse(model, split.val), model.history
         candidate = {**point, "val_rmse": val_rmse, "best_epoch": history.best_epoch}
