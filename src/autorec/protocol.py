@@ -227,8 +227,10 @@ def run_protocol(
     # the rating model, on the implicit matrix) cannot change: only the model that is tested
     # gets one, so asking for it costs one head fit per run, not one per grid point.
     search_only: dict[str, Any] = {}
-    if retrain and getattr(make_model(model_name, **overrides).config, "ranking_head", False):
-        search_only["ranking_head"] = False
+    fields = get_model_class(model_name).config_class.__dataclass_fields__
+    if retrain and "ranking_head" in fields:
+        if overrides.get("ranking_head", fields["ranking_head"].default):
+            search_only["ranking_head"] = False
 
     def try_point(point: dict[str, Any], position: str) -> None:
         nonlocal best
