@@ -399,6 +399,30 @@ def run_one(
     return entry
 
 
+def claim(target: Path) -> bool:
+    """Take ``target``'s lock file (``.lock``, holding this process id) so that processes
+    started on the same list share the runs; a lock whose process is gone is taken over."""
+    lock = target.with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or "0")
+                os.kill(pid, 0)
+                return False  # alive: it is that process's run
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its process died
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
+    return False
+
+
 def load_results(results_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*/seed*.json"))]
 
@@ -479,12 +503,15 @@ def main(argv: list[str] | None = None) -> int:
         splits: dict[int, Any] = {}
         for model_name, seed in pending:
             target = results_dir / model_name / f"seed{seed}.json"
-            if target.is_file():  # another process finished it meanwhile
+            if target.is_file() or not claim(target):  # another process has it
                 continue
-            if seed not in splits:
-                splits[seed] = paper_split(ratings, seed=seed)
-            entry = run_one(splits[seed], model_name, seed, Path(args.cells_dir), command)
-            atomic_write_json(target, entry)
+            try:
+                if seed not in splits:
+                    splits[seed] = paper_split(ratings, seed=seed)
+                entry = run_one(splits[seed], model_name, seed, Path(args.cells_dir), command)
+                atomic_write_json(target, entry)
+            finally:
+                target.with_suffix(".lock").unlink(missing_ok=True)
             log.info(
                 "%s seed %d: RMSE %.4f (cell %s), NDCG@10 %.4f, Recall@10 %.4f, %.0f s",
                 model_name,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,12 @@ def test_main_resumes_and_writes_the_report(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "pop (INCOMPLETE: seeds 0 only)" in md
     assert "Missing: pop, bias" in md
+
+
+def test_claim_shares_runs_and_takes_over_a_dead_process_lock(tmp_path):
+    target = tmp_path / "ease" / "seed0.json"
+    assert rt.claim(target)  # first: ours
+    assert not rt.claim(target)  # held by a live process (this one)
+    target.with_suffix(".lock").write_text("999999999")  # no such process
+    assert rt.claim(target)
+    assert target.with_suffix(".lock").read_text() == str(os.getpid())
