@@ -51,7 +51,7 @@ def _result(model: str, seed: int, ndcg: float, rmse: float, cell_rmse=None) -> 
         "test_rmse": rmse,
         "cell_test_rmse": cell_rmse,
         "hyperparameters": {},
-        "ranking": {"metrics": metrics},
+        "ranking": {"metrics": metrics, "n_relevant": 90, "n_users": 10},
         "seconds": 10.0,
     }
 
@@ -132,6 +132,7 @@ def test_verdict_says_the_best_rmse_model_loses_to_pop():
     assert "i-autorec LOSES on ranking to **pop**" in text
     assert "0.83x on NDCG@10" in text  # 0.10 / 0.12
     assert "ranks 4 of 4 models; the best ranker is **ease**" in text
+    assert "Rating models above pop on NDCG@10: biased-mf; at or below it: i-autorec." in text
 
 
 def test_verdict_when_the_best_rmse_model_beats_pop():
@@ -173,6 +174,7 @@ def test_main_resumes_and_writes_the_report(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "pop (INCOMPLETE: seeds 0 only)" in md
     assert "Missing: pop, bias" in md
+    assert "9.0 relevant test items on average" in md  # 90 relevant pairs / 10 users
 
 
 def test_claim_shares_runs_and_takes_over_a_dead_process_lock(tmp_path):
