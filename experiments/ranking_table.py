@@ -272,6 +272,7 @@ RMSE is shown only for completeness. `bias` ranks on `mu + b_u + b_i`, i.e. on t
 alone: it puts rarely rated, highly rated items first, hence its near-zero ranking metrics.
 
 Missing: {", ".join(missing) if missing else "nothing; every model has seeds 0-4"}.
+{"".join(chr(10) + "- " + n for n in meta["notes"])}
 
 ## Protocol
 
@@ -444,13 +445,16 @@ def load_results(results_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*/seed*.json"))]
 
 
-def write_report(out: Path, results: list[dict[str, Any]]) -> None:
+def write_report(out: Path, results: list[dict[str, Any]], notes: list[str] = ()) -> None:
     from autorec.atomic import atomic_write_json, atomic_write_text
     from autorec.models import get_model_class
 
     summary = summarize(results)
     commands = sorted({r["command"] for r in results})
-    commands.append("python experiments/ranking_table.py --report-only")
+    commands.append(
+        "python experiments/ranking_table.py --report-only"
+        + "".join(f" --note {shlex.quote(n)}" for n in notes)
+    )
     loads = sorted(float(r["load_at_start"].split()[0]) for r in results)
     relevant = [r["ranking"]["n_relevant"] / r["ranking"]["n_users"] for r in results]
     meta = {
@@ -465,6 +469,7 @@ def write_report(out: Path, results: list[dict[str, Any]]) -> None:
         "relevant_per_user": sum(relevant) / len(relevant) if relevant else math.nan,
         "commands": commands,
         "missing": [m for m in MODELS if m not in summary or not summary[m]["complete"]],
+        "notes": list(notes),
     }
     atomic_write_json(
         out.with_suffix(".json"), {"meta": meta, "models": summary, "verdict": verdict(summary)}
@@ -489,6 +494,12 @@ def main(argv: list[str] | None = None) -> int:
         help="report stem (.md, .json); per-run results in <out>/cells/",
     )
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="a sentence for the report's Notes (why a run is missing, ...); repeatable",
+    )
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
     env = [f"{k}={os.environ[k]}" for k in THREAD_ENV if k in os.environ]
@@ -547,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         len(models) * len(seeds) - len(pending),
         len(models) * len(seeds),
     )
-    write_report(out, load_results(results_dir))
+    write_report(out, load_results(results_dir), args.note)
     return 0
 
 

@@ -175,6 +175,7 @@ def test_main_resumes_and_writes_the_report(tmp_path):
     assert "pop (INCOMPLETE: seeds 0 only)" in md
     assert "Missing: pop, bias" in md
     assert "9.0 relevant test items on average" in md  # 90 relevant pairs / 10 users
+    assert "\n- Stopped at the deadline.\n" in md
 
 
 def test_claim_shares_runs_and_takes_over_a_dead_process_lock(tmp_path):
