@@ -166,9 +166,8 @@ def test_main_resumes_and_writes_the_report(tmp_path):
     # Resumed: the stored result is kept and nothing is left to run, so the (absent) data
     # directory is never read.
     missing = str(tmp_path / "no-data")
-    assert (
-        rt.main(["--models", "pop", "--seeds", "0", "--out", str(out), "--data-dir", missing]) == 0
-    )
+    argv = ["--models", "pop", "--seeds", "0", "--out", str(out), "--data-dir", missing]
+    assert rt.main([*argv, "--note", "Stopped at the deadline."]) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["models"]["pop"]["seeds"] == [0]
     md = out.with_suffix(".md").read_text()
