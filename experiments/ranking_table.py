@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shlex
 import sys
 import time
@@ -331,16 +330,6 @@ Wall time per model (retrain + ranking evaluation; `ease`: also the lambda searc
 
 
 # -- compute ----------------------------------------------------------------------------------
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _load() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -358,6 +347,7 @@ def run_one(
     from autorec.evaluation import evaluate
     from autorec.models import get_model_class, make_model
     from autorec.ranking import evaluate_ranking, select_on_validation
+    from autorec.reproduce.provenance import cpu_model
 
     started = time.perf_counter()
     load_at_start = _load()
@@ -406,7 +396,7 @@ def run_one(
             "fit_seconds": fit_seconds,
             "seconds": time.perf_counter() - started,
             "torch_threads": torch.get_num_threads(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "load_at_start": load_at_start,
             "command": command,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

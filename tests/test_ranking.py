@@ -16,6 +16,7 @@ from autorec.models.base import BaseConfig, Recommender
 from autorec.models.ease import Ease
 from autorec.models.popularity import Popularity
 from autorec.ranking import (
+    RANKING_KINDS,
     RankingMetric,
     block_size,
     default_relevance,
@@ -138,7 +139,7 @@ def hand() -> tuple[FixedScores, Ratings, Ratings]:
 
 def test_hand_built_list_at_5(hand) -> None:
     model, train, test = hand
-    result = evaluate_ranking(model, train, test, metrics=[f"{m}@5" for m in _KINDS])
+    result = evaluate_ranking(model, train, test, metrics=[f"{m}@5" for m in RANKING_KINDS])
     m = result.metrics
     d2, d4 = 1 / math.log2(3), 1 / math.log2(5)  # discounts of positions 2 and 4
     assert m["precision@5"] == pytest.approx(2 / 5)  # 2 hits in 5
@@ -200,20 +201,6 @@ def test_relevant_test_pair_also_in_train_is_dropped_and_counted(hand) -> None:
     result = evaluate_ranking(model, train, test2, metrics="recall@5")
     assert result.n_relevant_excluded == 1
     assert result.metrics["recall@5"] == pytest.approx(2 / 3)
-
-
-_KINDS = (
-    "precision",
-    "recall",
-    "recall_trunc",
-    "ndcg",
-    "ndcg_graded",
-    "map",
-    "mrr",
-    "hit",
-    "coverage",
-    "gini",
-)
 
 
 def test_gini_index_extremes() -> None:
