@@ -83,3 +83,15 @@ def tiny() -> Ratings:
         items=IdIndex(np.array(["a", "b"])),
         rating_scale=(1.0, 5.0),
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures(...)``), the
+    previous count restored after it; each module says why it needs it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from autorec import protocol
 from autorec.data import paper_split
@@ -20,12 +19,9 @@ FAST = {"hidden": (8,), "n_epochs": 12, "patience": 4}
 GRID = {"lam": (1.0, 100.0)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Resumed runs are bit-identical to uninterrupted ones with one thread (several may reorder
+# MKL's sums).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Stop(KeyboardInterrupt):

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from autorec.errors import ConfigError
 from autorec.models import MODEL_NAMES, make_model
@@ -49,13 +48,8 @@ def test_every_registered_model_has_fast_settings() -> None:
     assert sorted(FAST) == sorted(MODEL_NAMES)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny problems: extra threads only add wake-ups to the many small sparse products.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny problems: extra threads only add wake-ups to the many small sparse products.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TestEveryRegisteredModel(RecommenderContract):

@@ -25,15 +25,9 @@ from autorec.models.rbm import (
 
 from .contract import RecommenderContract
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These problems are tiny: with several threads, each of the many small sparse products pays
-    # a thread wake-up, which on a busy machine made this file 15x slower (55 s against 3.5 s).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# These problems are tiny: with several threads, each of the many small sparse products pays
+# a thread wake-up, which on a busy machine made this file 15x slower (55 s against 3.5 s).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Small and quick (each fit well under a second on the 120 x 80 contract data); every field the

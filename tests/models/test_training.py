@@ -33,13 +33,8 @@ from .test_contract import FAST
 ITERATIVE = [n for n in MODEL_NAMES if is_iterative(get_model_class(n).config_class)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Bit-identical resumption is promised with one thread (several may reorder MKL's sums).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Bit-identical resumption is promised with one thread (several may reorder MKL's sums).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _curve(stopper: EarlyStopping, values: list[float]) -> tuple[list[int], int]:
