@@ -72,7 +72,13 @@ from autorec.models.sparse import (
     spmm,
     tile_shape,
 )
-from autorec.models.training import EpochScores, IterativeConfig, TrainingSteps, run_epochs
+from autorec.models.training import (
+    EpochScores,
+    IterativeConfig,
+    TrainingSteps,
+    generator_rank_state,
+    run_epochs,
+)
 from autorec.optim import LeanRprop
 
 log = logging.getLogger(__name__)
@@ -545,8 +551,7 @@ class AutoRec(Recommender):
                 self.net.load_state_dict,
                 state,
                 load_state,
-                rank_state=lambda: {"generator": generator.get_state()},
-                load_rank_state=lambda saved: generator.set_state(saved["generator"]),
+                **generator_rank_state(generator),
                 divergence_hint="try a smaller lr or a larger lambda",
             ),
             train,

@@ -83,7 +83,13 @@ from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError
 from autorec.models.base import BaseConfig, Recommender
 from autorec.models.sparse import SparseRows, _csr, sddmm, spmm
-from autorec.models.training import EpochScores, IterativeConfig, TrainingSteps, run_epochs
+from autorec.models.training import (
+    EpochScores,
+    IterativeConfig,
+    TrainingSteps,
+    generator_rank_state,
+    run_epochs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -531,8 +537,7 @@ class RBM(Recommender):
                 restore,
                 state,
                 load_state,
-                rank_state=lambda: {"generator": generator.get_state()},
-                load_rank_state=lambda saved: generator.set_state(saved["generator"]),
+                **generator_rank_state(generator),
                 divergence_hint="try a smaller lr",
             ),
             train,

@@ -146,8 +146,8 @@ class TrainingSteps:
             Needed only for checkpoints.
         load_state: the inverse of ``state``.
         rank_state / load_rank_state: state that differs across distributed ranks (a rank's
-            random generator); gathered from every rank into the checkpoint.
-        finish: called once after the loop (restore done): free training-only buffers.
+            random generator, :func:`generator_rank_state`); gathered from every rank into the
+            checkpoint.
         divergence_hint: appended to the divergence error, e.g. "try a smaller lr".
     """
 
@@ -159,6 +159,15 @@ class TrainingSteps:
     rank_state: Callable[[], State] | None = None
     load_rank_state: Callable[[State], None] | None = None
     divergence_hint: str = ""
+
+
+def generator_rank_state(generator: torch.Generator) -> dict[str, Callable[..., Any]]:
+    """``rank_state`` / ``load_rank_state`` for :class:`TrainingSteps` when a rank's own state is
+    its random generator (dropout masks, Gibbs samples)."""
+    return {
+        "rank_state": lambda: {"generator": generator.get_state()},
+        "load_rank_state": lambda saved: generator.set_state(saved["generator"]),
+    }
 
 
 @dataclass(frozen=True)
