@@ -86,3 +86,15 @@ def test_cells_of_an_older_grid_are_stale_and_run_again(tmp_path) -> None:
     assert store.get(cell) is None
     store.put(cell, ok)
     assert store.get(cell) == ok
+
+
+def test_a_cell_scored_under_another_fallback_rule_is_stale() -> None:
+    """The tables answer cold pairs with the paper's constant 3 (cell_overrides); a cell whose
+    record says another rule answered them would mix two rules in one table."""
+    cell, payload = _autorec_cell(300.0, list(DEFAULT_LAMBDA_GRID))
+    payload["record"]["fallback"] = "constant"
+    assert stale_reason(cell, payload, quick=False) is None
+    payload["record"]["fallback"] = "bias"
+    assert "bias fallback" in stale_reason(cell, payload, quick=False)
+    del payload["record"]["fallback"]  # stored before runs recorded their rule
+    assert stale_reason(cell, payload, quick=False) is None

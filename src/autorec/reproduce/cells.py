@@ -105,6 +105,10 @@ def stale_reason(cell: Cell, payload: dict[str, Any], quick: bool) -> str | None
         missing = [v for v in values if v not in {c.get(key) for c in candidates}]
         if missing:
             return f"its search lacked {key} = {', '.join(map(str, missing))}"
+    # Cells stored before runs recorded their rule carry none; every later one does.
+    rule, expected = record.get("fallback"), cell_overrides(cell, quick)["fallback"]
+    if rule is not None and rule != expected:
+        return f"its cold test pairs got the {rule} fallback; the table's rule is {expected}"
     chosen = record.get("hyperparameters") or {}
     for key in get_model_class(cell.model).open_above:
         if len(grid.get(key, ())) < 2 or key not in chosen:
