@@ -68,6 +68,8 @@ TPE_STARTUP_TRIALS = 10
 #: (RDB storages): a process killed without a chance to clean up frees its slot this way.
 HEARTBEAT_SECONDS = 60
 GRACE_SECONDS = 180
+#: Attempts to open an RDB storage (see :func:`open_storage`).
+STORAGE_ATTEMPTS = 4
 
 
 def _optuna() -> Any:
@@ -393,16 +395,24 @@ def open_storage(url: str) -> Any:
             f"--storage {url!r}: expected a database URL (sqlite:///FILE, postgresql://...) or "
             "journal:PATH"
         )
-    try:
-        with _quiet_experimental():  # heartbeats are experimental in Optuna 4
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-            )
-    except Exception as exc:  # noqa: BLE001 - a bad URL or an unreachable server: one line
-        raise ConfigError(f"--storage {url}: cannot open ({type(exc).__name__}: {exc})") from None
+    failure: Exception | None = None
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            with _quiet_experimental():  # heartbeats are experimental in Optuna 4
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                )
+        except Exception as exc:  # noqa: BLE001 - a bad URL or an unreachable server: one line
+            # Workers started together on a new database race to create its tables: the loser
+            # gets a unique-key error, and finds the tables made when it tries again.
+            failure = exc
+            time.sleep(0.5 * (attempt + 1))
+    raise ConfigError(
+        f"--storage {url}: cannot open ({type(failure).__name__}: {failure})"
+    ) from None
 
 
 def make_sampler(seed: int) -> Any:
