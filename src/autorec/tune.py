@@ -683,9 +683,10 @@ def write_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     """Optuna's optimisation history and parameter importances as PNGs; a plot Optuna cannot
     draw yet (fewer than two complete trials, nothing varied) is skipped with a log line."""
     optuna = _optuna()
-    from autorec.reproduce.figures import pyplot
+    import matplotlib
 
-    plt = pyplot()
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
 
     written = []
