@@ -554,9 +554,9 @@ def _log_trial(trial: optuna.trial.FrozenTrial) -> None:
 
     shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
     if trial.state == TrialState.COMPLETE:
-        log.info("trial %d: validation RMSE %.4f (%s)", trial.number, trial.value, shown)
+        log.debug("trial %d: validation RMSE %.4f (%s)", trial.number, trial.value, shown)
     elif trial.state == TrialState.PRUNED:
-        log.info(
+        log.debug(
             "trial %d: pruned after epoch %s (%s)",
             trial.number,
             trial.user_attrs.get("epochs"),
