@@ -161,3 +161,36 @@ def test_model_without_a_space_is_one_line(
     argv = ["tune", "--dataset", str(ratings_file), "--model", "pop", "--trials", "2"]
     assert main([*argv, "--output", str(tmp_path / "t")]) == 2
     assert "model 'pop' has nothing to tune" in capsys.readouterr().err
+
+
+def _reporter(interactive: bool):
+    import io
+
+    from autorec.cli.progress import ProgressReporter
+
+    return ProgressReporter(io.StringIO(), interactive=interactive)
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+def test_progress_counts_trials_and_ignores_a_pruned_trials_value(interactive: bool) -> None:
+    """A pruned trial's value is its last report (0.5 here, below the complete trial's 1.0):
+    the progress must call it pruned and keep 1.0 as the best."""
+    import optuna
+
+    from autorec.cli.tune import TrialProgress
+
+    study = optuna.create_study()
+    complete = study.ask()
+    study.tell(complete, 1.0)
+    pruned = study.ask()
+    pruned.report(0.5, 4)
+    pruned.set_user_attr("epochs", 4)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    reporter = _reporter(interactive)
+    bar = TrialProgress(reporter, total=4, done=1)
+    bar(study, study.trials[1])
+    bar.close()
+    text = reporter.stream.getvalue()
+    assert "trial 1: pruned after epoch 4" in text
+    assert "best val 1.0000" in text and "0.5000" not in text
+    assert "2/4 trials" in text

@@ -116,16 +116,17 @@ class TrialProgress:
 
         if self.stream is None:
             return
-        done = sum(finished(t) for t in study.get_trials(deepcopy=False))
-        complete = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None]
+        trials = study.get_trials(deepcopy=False)
+        done = sum(finished(t) for t in trials)
+        # a pruned trial's value is its last report, not a result: only complete ones compete
+        complete = [t.value for t in trials if t.state.name == "COMPLETE"]
         best = f"best val {min(complete):.4f}" if complete else "no complete trial yet"
-        outcome = (
-            f"val {trial.value:.4f}"
-            if trial.value is not None
-            else "pruned after epoch " + str(trial.user_attrs.get("epochs"))
-            if trial.state.name == "PRUNED"
-            else "diverged"
-        )
+        if trial.state.name == "COMPLETE":
+            outcome = f"val {trial.value:.4f}"
+        elif trial.state.name == "PRUNED":
+            outcome = f"pruned after epoch {trial.user_attrs.get('epochs')}"
+        else:
+            outcome = "diverged"
         line = f"trial {trial.number}: {outcome}  ({json.dumps(trial.params)})"
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
