@@ -111,23 +111,20 @@ def _split():
     return paper_split(low_rank_ratings(n_users=60, n_items=40, density=0.3, seed=2), seed=0)
 
 
-def _settings(n_trials: int, prune: bool = True) -> tune.StudySettings:
+def _settings(n_trials: int) -> tune.StudySettings:
     """Tiny I-AutoRec trials over RProp's initial step: below about 1e-4 the weights barely move
     in 25 epochs, so those trials trail from the first epochs on (the hopeless ones)."""
     space = tune.space_from_dict(
         {"lr": {"float": [1e-5, 1e-2], "log": True}}, "test space", warmup=3
     )
     overrides = {"hidden": (8,), "n_epochs": 25, "patience": 25}
-    return tune.StudySettings(
-        "i-autorec", space, n_trials, seed=0, overrides=overrides, prune=prune
-    )
+    return tune.StudySettings("i-autorec", space, n_trials, seed=0, overrides=overrides)
 
 
-def _study(settings: tune.StudySettings, storage: object = None) -> optuna.Study:
+def _study(settings: tune.StudySettings, prune: bool = True) -> optuna.Study:
     return optuna.create_study(
-        storage=storage,
         sampler=tune.make_sampler(settings.seed),
-        pruner=tune.make_pruner(settings.space.warmup, prune=settings.prune),
+        pruner=tune.make_pruner(settings.space.warmup, prune=prune),
     )
 
 
@@ -152,8 +149,8 @@ def test_pruner_stops_hopeless_trials_cleanly() -> None:
 
 
 def test_no_prune_runs_every_trial_to_its_end() -> None:
-    settings = _settings(7, prune=False)
-    study = _study(settings)
+    settings = _settings(7)
+    study = _study(settings, prune=False)
     tune.run_study(study, settings, _split())
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 7
 

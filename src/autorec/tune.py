@@ -463,7 +463,6 @@ class StudySettings:
     seed: int = 0
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # fixed config fields
     timeout: float | None = None  # seconds after which no new trial starts
-    prune: bool = True
 
 
 def seed_for_trial(seed: int, number: int) -> int:
