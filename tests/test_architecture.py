@@ -22,8 +22,9 @@ ALLOWED: dict[str, set[str]] = {
     "models": FOUNDATION | {"data"} | METRICS,
     "protocol": FOUNDATION | {"data", "models"} | METRICS,
     "reproduce": FOUNDATION | {"data", "models", "protocol"} | METRICS,
+    "tune": FOUNDATION | {"data", "models"} | METRICS,
     "serve": FOUNDATION | {"data", "models"} | METRICS,
-    "cli": FOUNDATION | {"data", "models", "protocol", "reproduce", "serve"} | METRICS,
+    "cli": FOUNDATION | {"data", "models", "protocol", "reproduce", "serve", "tune"} | METRICS,
     "__main__": {"cli"},
 }
 

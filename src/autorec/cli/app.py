@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
-from autorec.cli import data, evaluate, predict, recommend, reproduce, serve, train
+from autorec.cli import data, evaluate, predict, recommend, reproduce, serve, train, tune
 from autorec.cli.options import CliParser, global_switches
 from autorec.cli.progress import ProgressReporter, ReporterLogHandler
 from autorec.errors import AutorecError, TrainingInterrupted
@@ -63,7 +63,7 @@ def build_parser() -> CliParser:
     sub = parser.add_subparsers(
         dest="command", required=True, parser_class=CliParser, title="commands", metavar="COMMAND"
     )
-    for command in (train, evaluate, reproduce, predict, recommend, serve, data):
+    for command in (train, evaluate, tune, reproduce, predict, recommend, serve, data):
         command.register(sub)
     return parser
 

@@ -446,6 +446,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
             help=f"{opt.help} [{', '.join(models) or 'no model'}]",
         )
     g.add_argument(
+        "--config",
+        metavar="FILE",
+        help='model options from a JSON or TOML file ({"model": M, "options": {FIELD: '
+        "VALUE}}, e.g. the best.json of autorec tune); options on the command line win",
+    )
+    g.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -514,14 +520,66 @@ def config_fields(model_name: str) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(config_class)}
 
 
+#: The keys of a ``--config`` file: ``tuned`` (where ``autorec tune`` found it) is not read.
+CONFIG_FILE_KEYS = ("model", "options", "tuned")
+
+
+def _as_text(value: Any) -> str:
+    """A JSON/TOML value as the command line would give it, for :func:`parse_value`."""
+    if isinstance(value, list | tuple):
+        return ",".join(_as_text(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "none" if value is None else str(value)
+
+
+def config_file_options(path: str, model_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The config fields of a ``--config`` file (JSON, or TOML by its ``.toml`` suffix),
+    converted like command-line values; an unknown key or field, a value of the wrong type or a
+    config of another model is refused naming the file."""
+    import json
+    import tomllib
+
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror or exc}") from None
+    try:
+        raw = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        kind = "TOML" if file.suffix.lower() == ".toml" else "JSON"
+        raise ConfigError(f"{path}: not valid {kind} ({exc})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("options", {}), dict):
+        raise ConfigError(f'{path}: expected {{"model": NAME, "options": {{FIELD: VALUE}}}}')
+    unknown = sorted(set(raw) - set(CONFIG_FILE_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)} (expected {', '.join(CONFIG_FILE_KEYS)})"
+        )
+    if raw.get("model", model_name) != model_name:
+        raise ConfigError(f"{path} configures model {raw['model']!r}, not --model {model_name}")
+    options: dict[str, Any] = {}
+    for key, value in raw.get("options", {}).items():
+        if key not in fields:
+            raise ConfigError(
+                f"{path}: model {model_name!r} has no option {key}; "
+                f"its fields: {', '.join(sorted(fields))}"
+            )
+        options[key] = parse_value(_as_text(value), fields[key], f"{path}: {key}")
+    return options
+
+
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields set on the command line, converted and checked against the model's
-    config class (a field it does not have, a bad value or a config it rejects: ConfigError).
-    Includes ``seed``."""
+    """The config fields set on the command line (over those of a ``--config`` file), converted
+    and checked against the model's config class (a field it does not have, a bad value or a
+    config it rejects: ConfigError). Includes ``seed``."""
     from autorec.models import make_model
 
     fields = config_fields(args.model)
     overrides: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        overrides.update(config_file_options(args.config, args.model, fields))
     for opt in MODEL_OPTIONS:
         text = getattr(args, opt.dest, None)
         if text is None:
