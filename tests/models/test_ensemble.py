@@ -144,7 +144,9 @@ def test_fixed_weights_must_match_the_members() -> None:
     with pytest.raises(ConfigError, match="3 values for 2 members, got 2"):
         EnsembleConfig(members=("bias", "item-knn"), weights=(0.0, 1.0))
     with pytest.raises(ConfigError, match="one value per member"):
-        EnsembleConfig(members=("bias", "item-knn"), member_epochs=(3,))
+        EnsembleConfig(members=("bias", "item-knn"), weights=(0, 1, 0), member_epochs=(3,))
+    with pytest.raises(ConfigError, match="set weights too"):
+        EnsembleConfig(members=("bias", "item-knn"), member_epochs=(0, 0))
 
 
 def test_members_share_the_ensembles_fallback_and_seed(fitted) -> None:

@@ -110,6 +110,11 @@ class EnsembleConfig(BaseConfig):
             if not all(math.isfinite(w) for w in self.weights):
                 raise ConfigError(f"weights must be finite, got {list(self.weights)}")
         if self.member_epochs is not None:
+            if self.weights is None:
+                raise ConfigError(
+                    "member_epochs fixes the members of a refit with fixed weights: set weights "
+                    "too (without them the members early-stop on validation)"
+                )
             if len(self.member_epochs) != n:
                 raise ConfigError(
                     f"member_epochs needs one value per member ({n}), got {len(self.member_epochs)}"
@@ -454,7 +459,9 @@ class Ensemble(Recommender):
         from autorec.models import get_model_class
 
         weights = state["blend_weights"].astype(np.float64)
-        saved = extra["members"]
+        saved = extra.get("members")
+        if not isinstance(saved, list) or not isinstance(extra.get("member_epochs"), list):
+            raise ValueError("model.json extra holds no member records")
         if len(saved) != len(self.config.members) or weights.shape != (len(saved) + 1,):
             raise ValueError(
                 f"{len(self.config.members)} member specs, {len(saved)} saved members and "
