@@ -1,7 +1,7 @@
 """Ensembles (issue 18): the ``ensemble`` model through the evaluation protocol, with each member's
 own test RMSE beside it for reference.
 
-    python experiments/ensemble.py --dataset ml-100k --split u1            # about 6 min (quiet)
+    python experiments/ensemble.py --dataset ml-100k --split u1            # 2 min (shared cores)
     python experiments/ensemble.py --dataset ml-1m --seeds 0,1,2,3,4 \\
         --members i-autorec,u-autorec:hidden=100,llorma,biased-mf   # docs/experiments.md
 
