@@ -92,6 +92,17 @@ def test_the_average_is_kept_when_ridge_does_not_beat_it() -> None:
     np.testing.assert_array_equal(weights, average_weights(3))
 
 
+def test_too_few_validation_pairs_keep_the_average() -> None:
+    # 19 pairs (< MIN_RIDGE_PAIRS = 20): a +1 star member that ridge would fix is averaged.
+    rng = np.random.default_rng(6)
+    truth, p = _members_predictions(rng, 19)
+    p[:, 2] += 1.0
+    weights, report = _choose(p, truth, blend="ridge")
+    assert report["rule"] == "average"
+    np.testing.assert_array_equal(weights, average_weights(3))
+    assert _choose(p[:1], truth[:1])[1]["rule"] == "average"  # one pair: no NaN, no error
+
+
 def test_blend_can_be_forced() -> None:
     rng = np.random.default_rng(4)
     truth, p = _members_predictions(rng, 300)

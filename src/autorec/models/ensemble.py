@@ -26,7 +26,8 @@ Fitting, ``fit(train, val)`` (the validation stage):
    two halves; ridge is fitted on the first (alpha by 5-fold CV inside it) and both are scored
    on the second. The rule: ridge is kept when its held-out RMSE is lower than the average's,
    then refitted on the whole validation set with the alpha chosen; otherwise the average is
-   kept (``blend="ridge"`` / ``"average"`` forces one).
+   kept (``blend="ridge"`` / ``"average"`` forces one). With fewer than
+   :data:`MIN_RIDGE_PAIRS` validation pairs the average is kept whatever ``blend`` says.
 
 Retrain (the protocol refits the chosen model on train + validation, which leaves no data to
 fit weights on): :meth:`Ensemble.retrain_overrides` hands the validation stage's weights
@@ -74,6 +75,8 @@ log = logging.getLogger(__name__)
 #: least squares; 1 is already close to the average for predictions a fraction of a star apart.
 RIDGE_ALPHAS: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 CV_FOLDS = 5
+# Fewer validation pairs than this leave 5-fold CV on half of them meaningless: the average.
+MIN_RIDGE_PAIRS = 4 * CV_FOLDS
 INTERNAL_VAL_FRACTION = 0.1  # held out of train when fit has no validation set (paper: 10%)
 
 
@@ -329,7 +332,14 @@ class Ensemble(Recommender):
             "member_val_rmse": [_rmse(y, p[:, m], scale) for m in range(n_members)],
         }
         average = average_weights(n_members)
-        if cfg.blend == "average":
+        if cfg.blend == "average" or len(y) < MIN_RIDGE_PAIRS:
+            if cfg.blend != "average":
+                log.warning(
+                    "ensemble: %d validation pairs (< %d) cannot weigh ridge against the "
+                    "average: the plain average is used",
+                    len(y),
+                    MIN_RIDGE_PAIRS,
+                )
             rule, weights = "average", average
         else:
             order = rng.permutation(len(y))
