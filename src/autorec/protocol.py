@@ -12,7 +12,9 @@ For one seed:
    :data:`MAX_EXTENSIONS` times, until one does no better. Validation, not the end of a list,
    then chooses lambda. An explicit grid (``autorec evaluate --lambdas``) is searched as given.
 3. retrain that point on train + validation (all the 90%) for the number of epochs validation
-   chose (``retrain=False`` keeps the validation-stopped model instead);
+   chose, with whatever else the validation-stage model hands over
+   (:meth:`~autorec.models.base.Recommender.retrain_overrides`: an ensemble's blend weights and
+   member epochs) (``retrain=False`` keeps the validation-stopped model instead);
 4. score the test set; test ratings whose user or item has no training rating get the model's
    fallback (one rule for every model, ``fallback``: the bias baseline by default, the paper's
    constant 3 with ``"constant"``) and are counted. With ``ranking`` metrics, the tested model
@@ -285,6 +287,10 @@ def run_protocol(
         if iterative and history.best_epoch:
             fixed["n_epochs"] = history.best_epoch
             chosen["n_epochs"] = history.best_epoch
+        # None: a point finished before a resume (no model kept); the model copes without.
+        carried = best_model.retrain_overrides() if best_model is not None else {}
+        fixed.update(carried)
+        chosen.update(carried)
         model = make_model(model_name, **fixed)
         model.fit(split.train.merge(split.val), **fit_options("retrain", "retrain"))
         # Keep the validation record of the run that chose the settings.

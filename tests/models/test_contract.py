@@ -41,6 +41,14 @@ FAST: dict[str, dict[str, Any]] = {
     "pop": {},
     # Steck's 500 is for ML-20M's 136,677 users; the 120-user contract data needs less.
     "ease": dict(lam=20.0),
+    # Members whose fold-in is exact, so the ensemble's is too (and the contract checks it).
+    "ensemble": dict(
+        members=(
+            "u-autorec:hidden=16:lam=1:n_epochs=60:patience=10",
+            "item-knn:k=10:shrinkage=10",
+            "bias",
+        )
+    ),
 }
 
 

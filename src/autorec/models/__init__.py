@@ -14,6 +14,7 @@ from autorec.models.base import BaseConfig, Recommender
 from autorec.models.baselines import BiasBaseline
 from autorec.models.biased_mf import BiasedMF
 from autorec.models.ease import Ease
+from autorec.models.ensemble import Ensemble
 from autorec.models.knn import ItemKNN
 from autorec.models.llorma import Llorma
 from autorec.models.popularity import Popularity
@@ -31,6 +32,7 @@ _REGISTRY: dict[str, tuple[type[Recommender], dict[str, Any]]] = {
     "u-rbm": (RBM, {"variant": "user"}),
     "pop": (Popularity, {}),
     "ease": (Ease, {}),
+    "ensemble": (Ensemble, {}),
 }
 
 MODEL_NAMES = tuple(_REGISTRY)

@@ -509,6 +509,13 @@ class Recommender(ABC):
         (a ranking model overrides it, as it overrides ``_rank_score``)."""
         return scores
 
+    def retrain_overrides(self) -> dict[str, Any]:
+        """Config fields that a refit on train + validation (the protocol's retrain, which has
+        no validation set left) takes from this validation-stage fit. Default: none (the
+        protocol itself fixes an iterative model's epochs); an ensemble hands over its blend
+        weights and its members' epochs."""
+        return {}
+
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Save into the folder ``path``: content-addressed safetensors weights, then
