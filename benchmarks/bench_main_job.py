@@ -10,7 +10,8 @@ Two parts:
   "Main job speed"): one validation-stopped fit with the old stopping rule (patience 30,
   min_delta 1e-6), the stopping epoch other (patience, min_delta) pairs would give on its curve
   (exact: the fit is deterministic, so a shorter patience sees the same curve up to its stop),
-  and warm-started retrains of the validation-stopped weights for several epoch counts.
+  and warm-started retrains of the validation-stopped weights on train + validation, for several
+  initial RProp steps (``--warm-lr``), scored on the test set after several epoch counts.
 
 Usage (AUTOREC_DATA_DIR must hold ml-1m; about 2 x 55 s per repeat on a quiet 2-core machine
 for ``time``, about 60 s for ``ideas``)::
@@ -148,15 +149,21 @@ def ideas(args: argparse.Namespace) -> dict:
             )
             print(json.dumps(out["stopping"][-1]), flush=True)
     merged = split.train.merge(split.val)
-    for epochs in args.warm:
+    for lr in args.warm_lr:
+        # One warm retrain of max(--warm) epochs per initial RProp step; the test RMSE after
+        # each epoch count in --warm is read from the model as it trains.
+        model = make_model("i-autorec", seed=0, n_epochs=max(args.warm), lr=lr)
+        row: dict = {"lr": lr, "test_rmse": {}, "seconds": {}}
         t0 = time.perf_counter()
-        model = make_model("i-autorec", seed=0, n_epochs=epochs).start_from(base)
-        model.fit(merged)
-        row = {
-            "warm_epochs": epochs,
-            "seconds": time.perf_counter() - t0,
-            "test_rmse": evaluate(model, split.test)["rmse"],
-        }
+
+        def score(p, model=model, row=row, t0=t0) -> None:
+            if p.epoch in args.warm:
+                row["seconds"][p.epoch] = time.perf_counter() - t0
+                model._codes = None  # the codes of this epoch's weights
+                row["test_rmse"][p.epoch] = evaluate(model, split.test)["rmse"]
+                model._codes = None
+
+        model.start_from(base).fit(merged, progress=score)
         out["warm"].append(row)
         print(json.dumps(row), flush=True)
     out["seconds_per_epoch"] = per_epoch
@@ -172,6 +179,7 @@ def main() -> None:
     t.add_argument("--json", type=Path)
     i = sub.add_parser("ideas", help="the epoch-cutting experiments on ML-1M seed 0")
     i.add_argument("--warm", type=int, nargs="+", default=[5, 10, 20, 30])
+    i.add_argument("--warm-lr", type=float, nargs="+", default=[0.002, 3e-4, 1e-4])
     i.add_argument("--threads", type=int, default=2)
     i.add_argument("--json", type=Path)
     args = parser.parse_args()
