@@ -110,8 +110,15 @@ def ideas(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     split = paper_split(load_dataset("ml-1m").ratings, seed=0)
     t0 = time.perf_counter()
-    base = make_model("i-autorec", seed=0, patience=30, min_delta=1e-6, warm_retrain_epochs=0)
-    base.fit(split.train, split.val)
+    if args.base is not None and (args.base / "model.json").exists():
+        from autorec.models.autorec import AutoRec
+
+        base = AutoRec.load(args.base)  # a validation-stopped fit saved by an earlier run
+    else:
+        base = make_model("i-autorec", seed=0, patience=30, min_delta=1e-6, warm_retrain_epochs=0)
+        base.fit(split.train, split.val)
+        if args.base is not None:
+            base.save(args.base, overwrite=True)
     fit_seconds = time.perf_counter() - t0
     curve = list(base.history.val_rmse)
     per_epoch = fit_seconds / len(curve)
@@ -159,9 +166,10 @@ def ideas(args: argparse.Namespace) -> dict:
         def score(p, model=model, row=row, t0=t0) -> None:
             if p.epoch in args.warm:
                 row["seconds"][p.epoch] = time.perf_counter() - t0
-                model._codes = None  # the codes of this epoch's weights
+                # Score the weights of this epoch mid-fit (the fit sets these flags at its end).
+                model._codes, model._fitted = None, True
                 row["test_rmse"][p.epoch] = evaluate(model, split.test)["rmse"]
-                model._codes = None
+                model._codes, model._fitted = None, False
 
         model.start_from(base).fit(merged, progress=score)
         out["warm"].append(row)
@@ -181,6 +189,9 @@ def main() -> None:
     i.add_argument("--warm", type=int, nargs="+", default=[5, 10, 20, 30])
     i.add_argument("--warm-lr", type=float, nargs="+", default=[0.002, 3e-4, 1e-4])
     i.add_argument("--threads", type=int, default=2)
+    i.add_argument(
+        "--base", type=Path, help="folder: save the validation-stopped fit there, or reuse it"
+    )
     i.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = ideas(args) if args.part == "ideas" else time_main_job(args)
