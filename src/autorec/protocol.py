@@ -284,7 +284,10 @@ def run_protocol(
         fixed = {**overrides, **point}
         # A model with warm_retrain_epochs = N > 0 (AutoRec) continues from the validation-stopped
         # weights for N epochs instead of training from scratch for the chosen number.
-        warm = int(getattr(make_model(model_name, **fixed).config, "warm_retrain_epochs", 0))
+        config_class = get_model_class(model_name).config_class
+        warm = int(
+            fixed.get("warm_retrain_epochs", getattr(config_class, "warm_retrain_epochs", 0))
+        )
         if iterative and history.best_epoch:
             fixed["n_epochs"] = warm or history.best_epoch
             chosen["n_epochs"] = fixed["n_epochs"]
