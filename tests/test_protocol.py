@@ -195,3 +195,19 @@ def test_a_ranking_head_is_fitted_for_the_tested_model_only(low_rank, monkeypatc
     assert fits == [split.train.n_ratings + split.val.n_ratings]
     assert result.model._head is not None
     assert [c["lam"] for c in result.candidates] == [0.1, 10.0]
+
+
+def test_a_warm_retrain_continues_the_chosen_model_for_the_configured_epochs(low_rank) -> None:
+    overrides = {"hidden": (8,), "n_epochs": 40, "patience": 5, "lam": 1.0}
+    cold = run_protocol(low_rank, "i-autorec", seed=0, overrides=overrides)
+    warm = run_protocol(
+        low_rank, "i-autorec", seed=0, overrides={**overrides, "warm_retrain_epochs": 3}
+    )
+    # The same validation-stopped fit chose the epochs; the warm retrain runs 3 of them on
+    # train + validation, starting from that fit's weights.
+    assert warm.record["val_rmse"] == cold.record["val_rmse"]
+    assert warm.record["best_epoch"] == cold.record["best_epoch"] > 3
+    assert warm.record["hyperparameters"]["n_epochs"] == 3
+    assert warm.model.history.n_epochs == 3
+    assert cold.model.history.n_epochs == cold.record["best_epoch"]
+    assert warm.model._train_x.nnz == warm.split.train.n_ratings + warm.split.val.n_ratings

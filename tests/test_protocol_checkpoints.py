@@ -141,3 +141,27 @@ def test_without_resume_old_checkpoints_are_cleared(low_rank, tmp_path, monkeypa
     made = _counting_fits(monkeypatch)
     run_protocol(low_rank, "i-autorec", checkpoints=ckpt, **kwargs)
     assert len(made) == 3  # both points and the retrain, from scratch
+
+
+def test_an_interrupted_warm_retrain_refits_its_start_and_matches(
+    low_rank, tmp_path, monkeypatch
+) -> None:
+    # warm_retrain_epochs: the retrain starts from the chosen point's model, which a resume that
+    # skipped the finished fit does not hold: it is fitted again, to the same weights.
+    kwargs = dict(seed=1, overrides={**FAST, "warm_retrain_epochs": 4}, grid={}, open_above=())
+    reference = run_protocol(low_rank, "i-autorec", **kwargs)
+    ckpt = ProtocolCheckpoints(tmp_path / "ckpt", every_epochs=2, every_seconds=None)
+    with pytest.raises(Stop):
+        run_protocol(
+            low_rank, "i-autorec", progress=_stop_at("retrain", 3), checkpoints=ckpt, **kwargs
+        )
+    made = _counting_fits(monkeypatch)
+    resumed = run_protocol(
+        low_rank,
+        "i-autorec",
+        checkpoints=ProtocolCheckpoints(ckpt.directory, 2, None, resume=True),
+        **kwargs,
+    )
+    assert len(made) == 2  # the start, fitted again, and the retrain
+    assert resumed.model.history.n_epochs == reference.model.history.n_epochs == 4
+    assert resumed.record["test_rmse"] == reference.record["test_rmse"]

@@ -66,6 +66,9 @@ class LeanRprop(torch.optim.Optimizer):
                 if not state:
                     state["step_size"] = torch.full_like(p, group["lr"])
                     state["prev_sign"] = torch.zeros_like(p, dtype=torch.int8)
+                # Step factor by agreement of signs, looked up at agree + 1: flipped (-1),
+                # either zero (0), same sign (+1). One gather instead of two nested wheres.
+                factors = torch.tensor([etaminus, 1.0, etaplus], dtype=p.dtype, device=p.device)
                 flat_p = p.view(-1)
                 flat_g = p.grad.reshape(-1)
                 flat_step = state["step_size"].view(-1)
@@ -74,17 +77,8 @@ class LeanRprop(torch.optim.Optimizer):
                     end = start + _CHUNK_ELEMENTS
                     sign = torch.sign(flat_g[start:end]).to(torch.int8)  # (chunk,)
                     agree = sign * flat_prev[start:end]  # +1 same sign, -1 flipped, 0 either zero
-                    factor = torch.where(
-                        agree > 0,
-                        torch.tensor(etaplus, dtype=p.dtype, device=p.device),
-                        torch.where(
-                            agree < 0,
-                            torch.tensor(etaminus, dtype=p.dtype, device=p.device),
-                            torch.tensor(1.0, dtype=p.dtype, device=p.device),
-                        ),
-                    )
                     step = flat_step[start:end]
-                    step.mul_(factor).clamp_(step_min, step_max)
+                    step.mul_(factors[agree.long() + 1]).clamp_(step_min, step_max)
                     sign.masked_fill_(agree < 0, 0)  # after a sign flip, skip this step
                     flat_p[start:end].addcmul_(sign.to(p.dtype), step, value=-1)
                     flat_prev[start:end].copy_(sign)

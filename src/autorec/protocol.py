@@ -284,14 +284,27 @@ def run_protocol(
     curve = {"train_rmse": list(history.train_rmse), "val_rmse": list(history.val_rmse)}
     if retrain:
         fixed = {**overrides, **point}
+        # A model with warm_retrain_epochs = N > 0 (AutoRec) continues from the validation-stopped
+        # weights for N epochs instead of training from scratch for the chosen number.
+        config_class = get_model_class(model_name).config_class
+        warm = int(
+            fixed.get("warm_retrain_epochs", getattr(config_class, "warm_retrain_epochs", 0))
+        )
         if iterative and history.best_epoch:
-            fixed["n_epochs"] = history.best_epoch
-            chosen["n_epochs"] = history.best_epoch
+            fixed["n_epochs"] = warm or history.best_epoch
+            chosen["n_epochs"] = fixed["n_epochs"]
         # None: a point finished before a resume (no model kept); the model copes without.
         carried = best_model.retrain_overrides() if best_model is not None else {}
         fixed.update(carried)
         chosen.update(carried)
         model = make_model(model_name, **fixed)
+        if warm:
+            # The chosen point's model is gone only after a resume that skipped its fit: fit
+            # it again (the same weights, bit for bit, with one torch thread).
+            start = best_model or make_model(model_name, **{**overrides, **search_only, **point})
+            if best_model is None:
+                start.fit(split.train, split.val)
+            model.start_from(start)
         model.fit(split.train.merge(split.val), **fit_options("retrain", "retrain"))
         # Keep the validation record of the run that chose the settings.
         model.history.val_rmse = history.val_rmse

@@ -493,3 +493,58 @@ def test_u_autorec_fold_in_item_predicts_its_held_out_ratings(low_rank_split) ->
     )
     with pytest.raises(ConfigError, match="unknown user id"):
         model.fold_in_item({"nobody": 4.0})
+
+
+def test_gradient_pool_reuses_the_weight_gradients_without_changing_results(
+    low_rank_split, monkeypatch
+):
+    import contextlib
+
+    import autorec.models.autorec as module
+    from autorec.models.sparse import GradientPool
+
+    # Tiles force the transposed products through the pool (the real rule tiles only sides
+    # that outgrow the cache).
+    monkeypatch.setattr(module, "tile_shape", lambda n_rows, n_cols, k, device: (7, 16))
+    cfg = AutoRecConfig(hidden=(8,), n_epochs=5, seed=3, engine="sparse")
+    fresh: list[bool] = []
+    take = GradientPool.take
+
+    def counting_take(self, shape, dtype, device):
+        n_free = len(self._free)
+        buf = take(self, shape, dtype, device)
+        fresh.append(len(self._free) == n_free)  # nothing left the free list: a new buffer
+        return buf
+
+    monkeypatch.setattr(GradientPool, "take", counting_take)
+    pooled = AutoRec(cfg).fit(low_rank_split.train)
+    # Two weight gradients (encoder and decoder) a pass: new in epoch 1, reused in epochs 2-5.
+    assert fresh == [True, True] + [False] * 8
+    monkeypatch.setattr(GradientPool, "lending", lambda self: contextlib.nullcontext())
+    unpooled = AutoRec(cfg).fit(low_rank_split.train)
+    expected = unpooled.net.state_dict()
+    for name, value in pooled.net.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_a_warm_start_continues_from_the_given_weights(low_rank_split):
+    cfg = AutoRecConfig(hidden=(8,), n_epochs=6, seed=0, lr=0.002)
+    first = AutoRec(cfg).fit(low_rank_split.train)
+    merged = low_rank_split.train.merge(low_rank_split.val)
+    warm = AutoRec(AutoRecConfig(hidden=(8,), n_epochs=1, seed=0, lr=0.002)).start_from(first)
+    warm.fit(merged)
+    # One RProp epoch from a fresh optimiser moves every weight by at most the initial step
+    # (0.002); a cold start would sit at a new random initialisation instead.
+    for name, value in warm.net.state_dict().items():
+        moved = (value - first.net.state_dict()[name]).abs().max().item()
+        assert moved <= 0.002 + 1e-7, name
+    cold = AutoRec(AutoRecConfig(hidden=(8,), n_epochs=1, seed=1)).fit(merged)
+    assert (cold.net.encoder - first.net.encoder).abs().max().item() > 0.01
+
+
+def test_start_from_refuses_another_architecture(low_rank_split):
+    other = AutoRec(AutoRecConfig(hidden=(6,), n_epochs=1)).fit(low_rank_split.train)
+    with pytest.raises(ConfigError, match="hidden=\\[8\\].*hidden=\\[6\\]"):
+        AutoRec(AutoRecConfig(hidden=(8,))).start_from(other)
+    with pytest.raises(ConfigError, match="fitted AutoRec"):
+        AutoRec(AutoRecConfig(hidden=(8,))).start_from(AutoRec(AutoRecConfig(hidden=(8,))))

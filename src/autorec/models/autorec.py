@@ -66,6 +66,7 @@ from autorec.models import autorec_rank
 from autorec.models.base import BaseConfig, Recommender
 from autorec.models.sparse import (
     BlockedRows,
+    GradientPool,
     Sparse,
     SparseRows,
     sddmm,
@@ -123,6 +124,11 @@ class AutoRecConfig(IterativeConfig):
     patience: int = 30  # epochs without validation improvement before stopping
     min_epochs: int = 0  # never stop before this many epochs
     min_delta: float = 1e-6  # smaller validation gains are float noise, not improvements
+    # The protocol's retrain on train + validation: 0 trains from scratch for the epochs
+    # validation chose (Sedhain et al. 2015, Sec. 3); N > 0 continues from the validation-stopped
+    # weights for N epochs instead (AutoRec.start_from; measured in docs/experiments.md,
+    # "Main job speed").
+    warm_retrain_epochs: int = 0
     # None: the optimiser's default, DEFAULT_LR (Rprop's initial step was chosen on ML-1M
     # validation: docs/experiments.md).
     lr: float | None = None
@@ -170,6 +176,8 @@ class AutoRecConfig(IterativeConfig):
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.warm_retrain_epochs < 0:
+            raise ConfigError(f"warm_retrain_epochs must be >= 0, got {self.warm_retrain_epochs}")
         if not 0.0 <= self.input_dropout < 1.0:
             raise ConfigError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
         if self.precision not in ("fp32", "tf32", "bf16"):
@@ -471,10 +479,13 @@ class AutoRec(Recommender):
         n_rows, n_cols = self._shape()
         self._check_memory(n_rows, n_cols, train.n_ratings, device)
         self.net = AutoRecNet(n_cols, cfg.hidden, cfg.f, cfg.g, train.rating_scale, generator)
+        start, self._start_weights = getattr(self, "_start_weights", None), None
         with torch.no_grad():
-            # Start the output bias at the mean rating, so the first epochs fit structure
-            # rather than the offset; identity f only (a bounded f starts mid-scale).
-            if cfg.f == "identity":
+            if start is not None:
+                self._load_start(start)
+            elif cfg.f == "identity":
+                # Start the output bias at the mean rating, so the first epochs fit structure
+                # rather than the offset; identity f only (a bounded f starts mid-scale).
                 self.net.decoder_bias.fill_(self.global_mean)
         self.net.to(device)
         self._choose_layout(train.n_ratings, device)
@@ -482,6 +493,7 @@ class AutoRec(Recommender):
         x = self._sparse(train, device)
         self._train_x = x
         self._train_pattern: Sparse | None = None
+        self._grad_pool = GradientPool()  # weight-sized gradients reused across epochs
         self._codes: torch.Tensor | None = None
         val_x = self._sparse(val, device) if val is not None and val.n_ratings else None
         # Distributed (torchrun): each rank owns the rows r with r % world_size == rank, computes
@@ -559,6 +571,7 @@ class AutoRec(Recommender):
         )
         for param in params:
             param.grad = None  # the gradients are as large as the weights: free them now
+        self._grad_pool.clear()
         opt.state.clear()  # RProp's step sizes are as large as the weights too
         self._codes = None
         self._train_pattern = None
@@ -567,6 +580,34 @@ class AutoRec(Recommender):
             if self._group is not None:
                 raise ConfigError("ranking_head does not train distributed yet")
             self._head = autorec_rank.fit_ranking_head(self, train, val)
+
+    def start_from(self, other: AutoRec) -> AutoRec:
+        """Start the next :meth:`fit` from ``other``'s trained weights instead of a random
+        initialisation (a warm-started retrain); the optimiser state starts afresh. The random
+        initialisation is still drawn, so the generator's stream (dropout) is that of a cold fit.
+
+        Raises:
+            ConfigError: ``other`` is not a fitted AutoRec of the same variant and layer sizes.
+        """
+        if not isinstance(other, AutoRec) or getattr(other, "net", None) is None:
+            raise ConfigError("start_from needs a fitted AutoRec")
+        if (other.config.variant, other.config.hidden) != (self.config.variant, self.config.hidden):
+            raise ConfigError(
+                f"cannot start a {self.model_name} with hidden={list(self.config.hidden)} from a "
+                f"{other.model_name} with hidden={list(other.config.hidden)}"
+            )
+        self._start_weights = {k: v.detach().clone() for k, v in other.net.state_dict().items()}
+        return self
+
+    def _load_start(self, start: dict[str, torch.Tensor]) -> None:
+        """Put :meth:`start_from`'s weights into the new network (same shapes required)."""
+        for name, value in self.net.state_dict().items():
+            if start[name].shape != value.shape:
+                raise ConfigError(
+                    f"start_from: {name} has shape {tuple(start[name].shape)}, this data needs "
+                    f"{tuple(value.shape)} (other users or items)"
+                )
+        self.net.load_state_dict(start)
 
     def _input(self, x: Sparse, generator: torch.Generator) -> Sparse:
         p = self.config.input_dropout
@@ -644,12 +685,16 @@ class AutoRec(Recommender):
             self._train_pattern = x.pattern()
 
         share = 1.0 / (dist.get_world_size() if self._group is not None else 1)
+        params = list(self.net.parameters())
 
         def closure() -> torch.Tensor:
-            # set_to_none: backward then writes each gradient instead of adding it to zeros,
-            # which would need a second weight-sized buffer.
+            # The weight gradients of the last pass go back to the pool, to be written again by
+            # this one; set_to_none for the rest: backward then writes each gradient instead of
+            # adding it to zeros, which would need a second weight-sized buffer.
+            self._grad_pool.reclaim(params)
             opt.zero_grad(set_to_none=True)
-            loss, sse = self._backward(self._input(x, generator), x, share, self._train_pattern)
+            with self._grad_pool.lending():
+                loss, sse = self._backward(self._input(x, generator), x, share, self._train_pattern)
             total = self._sum_across_ranks(loss)  # one reduction per call
             self._check(total)
             self._all_reduce_grads()

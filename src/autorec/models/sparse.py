@@ -16,6 +16,8 @@ sparse kernels, on CUDA in cuSPARSE.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import functools
 import math
@@ -351,10 +353,84 @@ def _row_major(x: BlockedRows, dense: torch.Tensor, out: torch.Tensor) -> torch.
     return out
 
 
+class GradientPool:
+    """Weight-sized gradient buffers kept from one epoch to the next.
+
+    The transposed products ``X^T @ G`` and ``D^T @ H`` are the gradients of the column-side
+    weights, as large as those weights: 0.96 GB each for I-AutoRec on Netflix. Allocated afresh
+    every epoch, such a buffer is past glibc's 32 MB mmap threshold, so it arrives as new pages
+    that the kernel must fault in and zero while the product writes them, and its time varies
+    with what else the machine does. While :meth:`lending` is active, the tiled products take
+    their output from the pool; autograd hands that tensor to the parameter's ``.grad`` as it is
+    (nothing else refers to it), and :meth:`reclaim` takes it back before the next backward pass,
+    so the same pages serve every epoch. The arithmetic is unchanged (each buffer is fully
+    overwritten by its first row tile), so results are bit for bit those without a pool.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[torch.Tensor] = []
+        self._lent: set[int] = set()  # data pointers of the buffers out on loan
+
+    def take(
+        self, shape: tuple[int, int], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """A free buffer of that shape, dtype and device (uninitialised), or a new one."""
+        buf = next(
+            (
+                b
+                for b in self._free
+                if (tuple(b.shape), b.dtype, b.device) == (shape, dtype, device)
+            ),
+            None,
+        )
+        if buf is None:
+            buf = torch.empty(shape, dtype=dtype, device=device)
+        else:
+            self._free = [b for b in self._free if b is not buf]
+        self._lent.add(buf.data_ptr())
+        return buf
+
+    def reclaim(self, params: list[torch.Tensor]) -> None:
+        """Take back the lent buffers that became gradients of ``params`` (their ``.grad``
+        becomes None); a lent buffer that did not (autograd copied it) is forgotten."""
+        for p in params:
+            if p.grad is not None and p.grad.data_ptr() in self._lent:
+                self._free.append(p.grad)
+                p.grad = None
+        self._lent.clear()
+
+    def clear(self) -> None:
+        self._free.clear()
+        self._lent.clear()
+
+    @contextlib.contextmanager
+    def lending(self) -> Any:
+        """Within this block, the tiled transposed products take their outputs from the pool."""
+        token = _LENDING.set(self)
+        try:
+            yield self
+        finally:
+            _LENDING.reset(token)
+
+
+#: The pool the tiled transposed products take their outputs from (GradientPool.lending). The
+#: autograd engine runs CPU backward functions on the thread that called ``backward``, which
+#: sees this variable; elsewhere (CUDA's worker threads) it is unset and outputs are fresh.
+_LENDING: contextvars.ContextVar[GradientPool | None] = contextvars.ContextVar(
+    "autorec_gradient_pool", default=None
+)
+
+
 def _transposed(x: BlockedRows, dense: torch.Tensor) -> torch.Tensor:
     """``X^T @ dense`` (n_cols, k): each column block written by its first row tile and
-    accumulated in place by the others."""
-    out = torch.empty(x.shape[1], dense.shape[1], dtype=dense.dtype, device=dense.device)
+    accumulated in place by the others; the output comes from the lending
+    :class:`GradientPool`, if any."""
+    shape = (x.shape[1], dense.shape[1])
+    pool = _LENDING.get()
+    if pool is not None:
+        out = pool.take(shape, dense.dtype, dense.device)
+    else:
+        out = torch.empty(shape, dtype=dense.dtype, device=dense.device)
     for tile, (r0, c0) in zip(x.tiles, x.origins, strict=True):
         height, width = tile.shape
         part, rows = out[c0 : c0 + width], dense[r0 : r0 + height]
