@@ -144,6 +144,50 @@ def run_seed(seed: int, head_grid: list[str], out: Path, dataset: str) -> dict[s
     return result
 
 
+def head_sweep(
+    seed: int, specs: list[str], rating_model: Path, out: Path, dataset: str
+) -> list[dict[str, object]]:
+    """The head's cost and validation NDCG@10 for each configuration of ``specs``, on the
+    validation-stopped rating model of ``paper_split(seed)`` (loaded from ``rating_model``,
+    fitted and saved there first when missing). Validation only: the test set is not read.
+
+    Each configuration: the whole head fit as the protocol runs it (epochs on the sampled
+    validation users, beta over every validation user), its seconds, and the validation
+    NDCG@10 at every beta. Configurations run back to back, so their seconds compare."""
+    ratings = load_dataset(dataset, data_dir=_data_dir()).ratings
+    split = paper_split(ratings, seed=seed)
+    if (rating_model / "model.json").is_file():
+        model = AutoRec.load(rating_model)
+    else:
+        model = AutoRec(AutoRecConfig(seed=seed, ranking_head=False)).fit(split.train, split.val)
+        model.save(rating_model)
+    plain = model.config.replace(ranking_head=False)
+    rows = []
+    for spec in specs:
+        model.config = plain.replace(ranking_head=True, **_parse_head(spec))
+        started = time.perf_counter()
+        scorer = autorec_rank.fit_ranking_head(model, split.train, split.val)
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "head": spec or "defaults",
+                "seconds": seconds,
+                "epoch": scorer.epoch,
+                "beta": scorer.beta,
+                "val_ndcg@10": scorer.val_ndcg,
+                "val_ndcg@10_head_alone": scorer.val_by_beta.get(0.0),
+                "val_ndcg@10_by_beta": {str(b): v for b, v in scorer.val_by_beta.items()},
+            }
+        )
+        log.info("head %r: %s", spec, rows[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        out / f"head-sweep-seed{seed}.json",
+        {"dataset": dataset, "seed": seed, "torch_threads": torch.get_num_threads(), "rows": rows},
+    )
+    return rows
+
+
 def summary(seeds: list[int], out: Path) -> dict[str, object]:
     runs = [json.loads((out / f"seed{s}.json").read_text()) for s in seeds]
     table: dict[str, object] = {"seeds": seeds, "models": {}}
@@ -175,9 +219,15 @@ def main() -> None:
         default=[""],
         help="head configurations, each 'rank_lam=100,rank_hidden=200' ('' = the defaults)",
     )
+    sweep = sub.add_parser("head-sweep")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--threads", type=int, default=2)
+    sweep.add_argument("--dataset", default="ml-1m")
+    sweep.add_argument("--rating-model", type=Path, required=True)
+    sweep.add_argument("--configs", nargs="+", default=[""])
     summ = sub.add_parser("summary")
     summ.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    for p in (run, summ):
+    for p in (run, sweep, summ):
         p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "ranking-autorec")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -185,6 +235,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         result = run_seed(args.seed, args.head_grid, args.out, args.dataset)
         print(json.dumps({k: v for k, v in result.items()}, indent=1, default=str))
+        return
+    if args.command == "head-sweep":
+        torch.set_num_threads(args.threads)
+        rows = head_sweep(args.seed, args.configs, args.rating_model, args.out, args.dataset)
+        for row in rows:
+            print(
+                f"{row['head']:50s} {row['seconds']:6.1f} s  epoch {row['epoch']:3d}  "
+                f"beta {row['beta']:g}  val ndcg@10 {row['val_ndcg@10']:.4f} "
+                f"(head alone {row['val_ndcg@10_head_alone']:.4f})"
+            )
         return
     table = summary(args.seeds, args.out)
     for name, metrics in table["models"].items():
