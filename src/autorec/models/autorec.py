@@ -144,11 +144,13 @@ class AutoRecConfig(IterativeConfig):
     rank_lam: float = 100.0
     rank_dropout: float = 0.5  # input dropout, as Mult-DAE / CDAE
     rank_negative_weight: float = 0.1  # weight of unobserved entries (wmse only)
-    rank_lr: float = 0.01  # Adam
-    rank_batch_users: int = 512
+    # Adam; lr, batch, patience and the evaluation sample cut the head's cost about 2x at the
+    # same validation NDCG@10 (docs/experiments.md, "Ranking head", cost).
+    rank_lr: float = 0.03
+    rank_batch_users: int = 2048
     rank_epochs: int = 100  # upper bound; validation NDCG@10 stops it sooner
     rank_eval_every: int = 2
-    rank_patience: int = 4  # evaluations without a validation gain before stopping
+    rank_patience: int = 2  # evaluations without a validation gain before stopping
     rank_eval_users: int = 2000  # validation users sampled per epoch evaluation (0: all)
     rank_beta: float | None = None  # weight of the z-scored rating; None: chosen on validation
     rank_relevance: float | None = None  # validation positives; None: the ranking default
