@@ -55,7 +55,7 @@ from autorec.data.split import Split, paper_split
 from autorec.distributed import DistEnv
 from autorec.errors import ConfigError
 from autorec.evaluation import evaluate
-from autorec.models import autorec_rank, get_model_class, make_model
+from autorec.models import autorec_rank, get_model_class, make_model, model_config
 from autorec.models.base import FitHistory, Recommender
 from autorec.models.training import Checkpointer, Progress, is_iterative, ratings_fingerprint
 from autorec.ranking import RankingMetric, evaluate_ranking
@@ -229,7 +229,7 @@ def run_protocol(
     # chosen on validation), then carried over to the retrained model (transfer_head).
     fields = get_model_class(model_name).config_class.__dataclass_fields__
     with_head = "ranking_head" in fields and autorec_rank.head_wanted(
-        make_model(model_name, **overrides).config,
+        model_config(model_name, **overrides),
         distributed=DistEnv.from_environ().is_distributed,
     )
     search_only: dict[str, Any] = {"ranking_head": False} if with_head else {}
