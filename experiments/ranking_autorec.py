@@ -24,6 +24,20 @@ train and validation items are excluded from their lists (:func:`autorec.ranking
 
 Writes ``<out>/seed<s>.json`` (atomically); ``summary`` writes ``<out>/summary.json`` with the
 mean and 95% CI over the seeds (:func:`autorec.evaluation.summary_ci95`) and prints a table.
+
+The default ``recommend`` (issue 14: the head on by default, the protocol with retrain) is
+measured by ``autorec evaluate`` itself, one seed per call, then summarised::
+
+    python experiments/ranking_autorec.py default --seed 0 --threads 1
+    python experiments/ranking_autorec.py default-summary --seeds 0 1 2 3 4
+
+(``default`` runs ``autorec evaluate --dataset ml-1m --model i-autorec --seed s --runs 1
+--metrics rmse,ndcg@10,recall@10,recall_trunc@10 --json <out>/default-seed<s>.json``; options
+after ``--extra`` are passed on, e.g. ``--extra --lambdas 300``.) The head's own settings are
+swept on validation only by ``head-sweep`` (seconds and validation NDCG@10 per configuration)::
+
+    python experiments/ranking_autorec.py head-sweep --seed 0 --threads 2 \\
+        --rating-model /tmp/i-autorec-seed0 --configs "" "rank_hidden=100"
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -49,6 +64,7 @@ from autorec.ranking import evaluate_ranking, select_on_validation
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = "ndcg@10,recall@10,recall_trunc@10,ndcg@20,recall@20"
+DEFAULT_METRICS = "rmse,ndcg@10,recall@10,recall_trunc@10"
 MODELS = ("pop", "ease", "i-autorec (rating order)", "i-autorec + ranking head")
 log = logging.getLogger("ranking_autorec")
 
@@ -144,6 +160,102 @@ def run_seed(seed: int, head_grid: list[str], out: Path, dataset: str) -> dict[s
     return result
 
 
+def head_sweep(
+    seed: int, specs: list[str], rating_model: Path, out: Path, dataset: str
+) -> list[dict[str, object]]:
+    """The head's cost and validation NDCG@10 for each configuration of ``specs``, on the
+    validation-stopped rating model of ``paper_split(seed)`` (loaded from ``rating_model``,
+    fitted and saved there first when missing). Validation only: the test set is not read.
+
+    Each configuration: the whole head fit as the protocol runs it (epochs on the sampled
+    validation users, beta over every validation user), its seconds, and the validation
+    NDCG@10 at every beta. Configurations run back to back, so their seconds compare."""
+    ratings = load_dataset(dataset, data_dir=_data_dir()).ratings
+    split = paper_split(ratings, seed=seed)
+    if (rating_model / "model.json").is_file():
+        model = AutoRec.load(rating_model)
+    else:
+        model = AutoRec(AutoRecConfig(seed=seed, ranking_head=False)).fit(split.train, split.val)
+        model.save(rating_model)
+    plain = model.config.replace(ranking_head=False)
+    rows = []
+    for spec in specs:
+        model.config = plain.replace(ranking_head=True, **_parse_head(spec))
+        started = time.perf_counter()
+        scorer = autorec_rank.fit_ranking_head(model, split.train, split.val)
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "head": spec or "defaults",
+                "seconds": seconds,
+                "epoch": scorer.epoch,
+                "beta": scorer.beta,
+                "val_ndcg@10": scorer.val_ndcg,
+                "val_ndcg@10_head_alone": scorer.val_by_beta.get(0.0),
+                "val_ndcg@10_by_beta": {str(b): v for b, v in scorer.val_by_beta.items()},
+            }
+        )
+        log.info("head %r: %s", spec, rows[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        out / f"head-sweep-seed{seed}.json",
+        {"dataset": dataset, "seed": seed, "torch_threads": torch.get_num_threads(), "rows": rows},
+    )
+    return rows
+
+
+def default_command(
+    seed: int, threads: int, out: Path, dataset: str, extra: list[str]
+) -> list[str]:
+    """The ``autorec evaluate`` command line of the DEFAULT I-AutoRec for one seed: the paper's
+    protocol with retrain (lambda grid on validation RMSE, retrained on train + validation),
+    the ranking head on by default (fitted once on the validation-stopped model, carried to the
+    retrained one), its lists scored on test."""
+    return [
+        "autorec",
+        "evaluate",
+        "--dataset",
+        dataset,
+        "--data-dir",
+        str(_data_dir()),
+        "--model",
+        "i-autorec",
+        "--seed",
+        str(seed),
+        "--runs",
+        "1",
+        "--threads",
+        str(threads),
+        "--metrics",
+        DEFAULT_METRICS,
+        "--json",
+        str(out / f"default-seed{seed}.json"),
+        *extra,
+    ]
+
+
+def default_summary(seeds: list[int], out: Path) -> dict[str, object]:
+    """Mean +- 95% CI over the seeds of the default I-AutoRec's test metrics, next to
+    popularity's from the ``run`` files of the same seeds when present."""
+    runs = [json.loads((out / f"default-seed{s}.json").read_text())["runs"][0] for s in seeds]
+    table: dict[str, object] = {"seeds": seeds, "i-autorec (default recommend)": {}}
+    for metric in runs[0]["ranking"]["metrics"]:
+        mean, ci = summary_ci95([r["ranking"]["metrics"][metric] for r in runs])
+        table["i-autorec (default recommend)"][metric] = {"mean": mean, "ci95": ci}
+    mean, ci = summary_ci95([r["test_rmse"] for r in runs])
+    table["i-autorec (default recommend)"]["rmse"] = {"mean": mean, "ci95": ci}
+    table["head"] = [r.get("ranking_head") for r in runs]
+    pops = [out / f"seed{s}.json" for s in seeds]
+    if all(p.is_file() for p in pops):
+        pop = [json.loads(p.read_text())["pop"]["test"] for p in pops]
+        table["pop"] = {
+            m: dict(zip(("mean", "ci95"), summary_ci95([p[m] for p in pop]), strict=True))
+            for m in pop[0]
+        }
+    atomic_write_json(out / "default-summary.json", table)
+    return table
+
+
 def summary(seeds: list[int], out: Path) -> dict[str, object]:
     runs = [json.loads((out / f"seed{s}.json").read_text()) for s in seeds]
     table: dict[str, object] = {"seeds": seeds, "models": {}}
@@ -175,9 +287,24 @@ def main() -> None:
         default=[""],
         help="head configurations, each 'rank_lam=100,rank_hidden=200' ('' = the defaults)",
     )
+    sweep = sub.add_parser("head-sweep")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--threads", type=int, default=2)
+    sweep.add_argument("--dataset", default="ml-1m")
+    sweep.add_argument("--rating-model", type=Path, required=True)
+    sweep.add_argument("--configs", nargs="+", default=[""])
+    default = sub.add_parser("default")
+    default.add_argument("--seed", type=int, default=0)
+    default.add_argument("--threads", type=int, default=1)
+    default.add_argument("--dataset", default="ml-1m")
+    default.add_argument(
+        "--extra", nargs=argparse.REMAINDER, default=[], help="more autorec evaluate options"
+    )
+    default_summ = sub.add_parser("default-summary")
+    default_summ.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     summ = sub.add_parser("summary")
     summ.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    for p in (run, summ):
+    for p in (run, sweep, default, default_summ, summ):
         p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "ranking-autorec")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -185,6 +312,24 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         result = run_seed(args.seed, args.head_grid, args.out, args.dataset)
         print(json.dumps({k: v for k, v in result.items()}, indent=1, default=str))
+        return
+    if args.command == "default":
+        args.out.mkdir(parents=True, exist_ok=True)
+        command = default_command(args.seed, args.threads, args.out, args.dataset, args.extra)
+        print(" ".join(command), flush=True)
+        raise SystemExit(subprocess.call(command))
+    if args.command == "default-summary":
+        print(json.dumps(default_summary(args.seeds, args.out), indent=1))
+        return
+    if args.command == "head-sweep":
+        torch.set_num_threads(args.threads)
+        rows = head_sweep(args.seed, args.configs, args.rating_model, args.out, args.dataset)
+        for row in rows:
+            print(
+                f"{row['head']:50s} {row['seconds']:6.1f} s  epoch {row['epoch']:3d}  "
+                f"beta {row['beta']:g}  val ndcg@10 {row['val_ndcg@10']:.4f} "
+                f"(head alone {row['val_ndcg@10_head_alone']:.4f})"
+            )
         return
     table = summary(args.seeds, args.out)
     for name, metrics in table["models"].items():

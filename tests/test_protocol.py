@@ -169,20 +169,27 @@ def test_ranking_scores_the_tested_model_with_train_and_validation_excluded(low_
     assert plain.ranking is None and "ranking" not in plain.record
 
 
-def test_a_ranking_head_is_fitted_for_the_tested_model_only(low_rank, monkeypatch) -> None:
+@pytest.mark.parametrize("retrain", [True, False])
+def test_the_ranking_head_is_chosen_on_validation_and_carried_to_the_tested_model(
+    low_rank, monkeypatch, retrain
+) -> None:
     # The grid is chosen on validation RMSE, which the head cannot change (it is trained after
-    # the rating model): one head fit per run, for the retrained model, not one per grid point.
+    # the rating model): one head fit per run, on train with validation choosing its epochs and
+    # beta (the validation-stopped model of the chosen point), whatever retrain says; the
+    # retrained model gets that head, its input rebuilt from train + validation, not a refit.
+    # ranking_head is left unset: the default (auto) gives i-autorec a head.
     from autorec.models import autorec_rank
 
     fits = []
     real = autorec_rank.fit_ranking_head
 
-    def counting(model, train, val):
-        fits.append(train.n_ratings)
-        return real(model, train, val)
+    def recording(model, train, val):
+        scorer = real(model, train, val)
+        fits.append((train.n_ratings, None if val is None else val.n_ratings, scorer))
+        return scorer
 
-    monkeypatch.setattr(autorec_rank, "fit_ranking_head", counting)
-    head = {"ranking_head": True, "rank_hidden": 8, "rank_epochs": 4, "hidden": (8,)}
+    monkeypatch.setattr(autorec_rank, "fit_ranking_head", recording)
+    head = {"rank_hidden": 8, "rank_epochs": 6, "rank_eval_every": 1, "hidden": (8,)}
     result = run_protocol(
         low_rank,
         "i-autorec",
@@ -190,10 +197,24 @@ def test_a_ranking_head_is_fitted_for_the_tested_model_only(low_rank, monkeypatc
         overrides={**head, "n_epochs": 6},
         grid={"lam": (0.1, 10.0)},
         open_above=(),
+        retrain=retrain,
     )
     split = result.split
-    assert fits == [split.train.n_ratings + split.val.n_ratings]
-    assert result.model._head is not None
+    assert [(n_train, n_val) for n_train, n_val, _ in fits] == [
+        (split.train.n_ratings, split.val.n_ratings)
+    ]
+    fitted = fits[0][2]
+    tested = result.model._head
+    assert tested.head is fitted.head
+    assert (tested.epoch, tested.beta) == (fitted.epoch, fitted.beta)
+    assert result.record["ranking_head"]["epoch"] == fitted.epoch
+    assert result.record["ranking_head"]["beta"] == fitted.beta
+    assert result.record["ranking_head"]["val_ndcg@10"] == fitted.val_ndcg
+    assert fitted.val_ndcg is not None  # measured on validation
+    seen = split.train.merge(split.val) if retrain else split.train
+    assert tested.x.nnz == seen.n_ratings
+    assert result.model._train_x.nnz == seen.n_ratings
+    assert result.model.config.ranking_head is True
     assert [c["lam"] for c in result.candidates] == [0.1, 10.0]
 
 

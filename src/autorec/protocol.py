@@ -57,7 +57,7 @@ from autorec.data.split import Split, paper_split
 from autorec.distributed import DistEnv
 from autorec.errors import ConfigError
 from autorec.evaluation import evaluate
-from autorec.models import get_model_class, make_model
+from autorec.models import autorec_rank, get_model_class, make_model, model_config
 from autorec.models.base import FitHistory, Recommender
 from autorec.models.training import Checkpointer, Progress, is_iterative, ratings_fingerprint
 from autorec.ranking import RankingMetric, evaluate_ranking
@@ -226,13 +226,15 @@ def run_protocol(
         return options
 
     # Grid points are chosen on validation RMSE, which an I-AutoRec ranking head (trained after
-    # the rating model, on the implicit matrix) cannot change: only the model that is tested
-    # gets one, so asking for it costs one head fit per run, not one per grid point.
-    search_only: dict[str, Any] = {}
+    # the rating model, on the implicit matrix) cannot change: the search fits none, and the
+    # tested setting gets one, fitted once on its validation-stopped model (epochs and beta
+    # chosen on validation), then carried over to the retrained model (transfer_head).
     fields = get_model_class(model_name).config_class.__dataclass_fields__
-    if retrain and "ranking_head" in fields:
-        if overrides.get("ranking_head", fields["ranking_head"].default):
-            search_only["ranking_head"] = False
+    with_head = "ranking_head" in fields and autorec_rank.head_wanted(
+        model_config(model_name, **overrides),
+        distributed=DistEnv.from_environ().is_distributed,
+    )
+    search_only: dict[str, Any] = {"ranking_head": False} if with_head else {}
 
     def try_point(point: dict[str, Any], position: str) -> None:
         nonlocal best
@@ -282,8 +284,25 @@ def run_protocol(
     chosen = {**point}
     # The curves of the run that chose the settings (train and validation RMSE per epoch).
     curve = {"train_rmse": list(history.train_rmse), "val_rmse": list(history.val_rmse)}
+    if with_head or not retrain:
+        # The validation-stopped model of the chosen point: kept from the search, else (a point
+        # finished before a resume, or its saved model gone) fitted again.
+        best_model = best_model or make_model(
+            model_name, **{**overrides, **search_only, **point}
+        ).fit(split.train, split.val)
+    head: dict[str, Any] | None = None
+    if with_head:
+        head_started = time.perf_counter()
+        autorec_rank.attach_head(best_model, split.train, split.val)
+        scorer = best_model._head
+        head = {
+            "epoch": scorer.epoch,
+            "beta": scorer.beta,
+            "val_ndcg@10": scorer.val_ndcg,
+            "seconds": time.perf_counter() - head_started,
+        }
     if retrain:
-        fixed = {**overrides, **point}
+        fixed = {**overrides, **search_only, **point}
         # A model with warm_retrain_epochs = N > 0 (AutoRec) continues from the validation-stopped
         # weights for N epochs instead of training from scratch for the chosen number.
         config_class = get_model_class(model_name).config_class
@@ -305,15 +324,15 @@ def run_protocol(
             if best_model is None:
                 start.fit(split.train, split.val)
             model.start_from(start)
-        model.fit(split.train.merge(split.val), **fit_options("retrain", "retrain"))
+        merged = split.train.merge(split.val)
+        model.fit(merged, **fit_options("retrain", "retrain"))
         # Keep the validation record of the run that chose the settings.
         model.history.val_rmse = history.val_rmse
         model.history.best_epoch = history.best_epoch
+        if with_head:
+            autorec_rank.transfer_head(best_model, model, merged)
     else:
-        # A finished point's saved model (retrain=False); fitted again if that file is gone.
-        model = best_model or make_model(model_name, **{**overrides, **point}).fit(
-            split.train, split.val
-        )
+        model = best_model
         model.history = history
     seconds = time.perf_counter() - started + store.seconds_before
     metrics = evaluate(model, split.test)
@@ -336,6 +355,10 @@ def run_protocol(
         "epoch_seconds": model.history.epoch_seconds,
         "learning_curve": curve,
     }
+    if head is not None:
+        # Chosen on validation (the head of the validation-stopped model), carried to the tested
+        # model.
+        record["ranking_head"] = head
     ranked = None
     if ranking:
         # Every item the tested model saw is excluded: train, and validation (retrained on it,

@@ -52,16 +52,23 @@ def test_unknown_items_are_listed_or_ignored(bias_model: Path, capsys) -> None:
 
 
 def test_support_shrinkage_changes_the_list_and_needs_ratings(
-    saved_models, bias_model: Path, capsys
+    saved_models, ratings_file: Path, bias_model: Path, tmp_path: Path, capsys
 ) -> None:
     # Shrinking I-AutoRec's predictions by n_i / (n_i + 1000) all but replaces them by the bias
-    # baseline (n_i <= 40 here), whose order differs from the network's on this data.
-    model_dir = saved_models["i-autorec"]
+    # baseline (n_i <= 40 here), whose order differs from the network's on this data. It
+    # applies to the rating order, so to an I-AutoRec without its ranking head (on by default).
+    model_dir = tmp_path / "rating-order"
+    config = {**FAST["i-autorec"], "ranking_head": False}
+    make_model("i-autorec", **config).fit(load_file(ratings_file).ratings).save(model_dir)
     argv = ["recommend", "--model-dir", str(model_dir), "-k", "10", "--ratings", "m7:5,m21:1"]
     assert main(argv) == 0
     raw = capsys.readouterr().out
     assert main([*argv, "--support-shrinkage", "1000"]) == 0
     assert capsys.readouterr().out != raw
+    # With the head, new users rank on its score, which is not a rating: refused, clearly.
+    argv[2] = str(saved_models["i-autorec"])
+    assert main([*argv, "--support-shrinkage", "1000"]) == 2
+    assert "not a rating" in capsys.readouterr().err
     argv = ["recommend", "--model-dir", str(bias_model), "--user", "u1", "--ignore-unknown"]
     assert main(argv) == 2
     assert "go with --ratings" in capsys.readouterr().err

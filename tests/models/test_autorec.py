@@ -277,7 +277,10 @@ def test_score_block_equals_score_and_the_fallback(low_rank, variant, f) -> None
     # bounded one mapped onto the scale. User 0 and
     # item 0 have no training rating: their cells are the fallback (constant 3), exactly.
     train = low_rank.subset((low_rank.user_idx != 0) & (low_rank.item_idx != 0))
-    config = AutoRecConfig(variant=variant, f=f, hidden=(8,), n_epochs=5, lam=1.0)
+    # The rating block (the head, on by default for I-AutoRec, is tested in test_autorec_rank).
+    config = AutoRecConfig(
+        variant=variant, f=f, hidden=(8,), n_epochs=5, lam=1.0, ranking_head=False
+    )
     model = AutoRec(config.replace(fallback="constant"))  # the rule the last line checks
     model.fit(train)
     users = np.array([0, 1, 5, 119, 2])
@@ -333,7 +336,9 @@ def test_i_autorec_fold_in_minimises_the_new_users_objective(
     # 1e-8 ridge jitter leaves 2e-8 |w|.
     train = low_rank_split.train
     lam = 3.0
-    model = AutoRec(AutoRecConfig(hidden=hidden, lam=lam, n_epochs=5)).fit(train)
+    # The rating model's fold-in (the head's: test_autorec_rank).
+    config = AutoRecConfig(hidden=hidden, lam=lam, n_epochs=5, ranking_head=False)
+    model = AutoRec(config).fit(train)
     rng = np.random.default_rng(0)
     items = rng.choice(train.n_items, n_rated, replace=False)
     rating = rng.integers(1, 6, n_rated).astype(np.float64)
@@ -425,7 +430,7 @@ def test_memory_estimate_counts_the_parameters_by_hand() -> None:
     # 10 x 7 matrix (7 columns), hidden (4,): V 7x4 + mu 4 + W 7x4 + b 7 = 67 parameters.
     # RProp: weights 4 * 67, gradients 4 * 67, state 5 * 67; activations: all 10 rows x 4 units
     # x 8 bytes + 32 bytes x 20 ratings; the matrix 40 bytes x 20 ratings.
-    parts = AutoRecConfig(hidden=(4,)).memory_estimate(10, 7, 20)
+    parts = AutoRecConfig(hidden=(4,), ranking_head=False).memory_estimate(10, 7, 20)
     assert parts == {
         "weights": 268,
         "gradients": 268,

@@ -8,13 +8,28 @@ import torch
 
 from autorec.data import IdIndex, Ratings, paper_split
 from autorec.errors import ConfigError
+from autorec.models import make_model
 from autorec.models.autorec import AutoRec, AutoRecConfig
-from autorec.models.autorec_rank import BETA_GRID, combine, ndcg_at
+from autorec.models.autorec_rank import (
+    BETA_GRID,
+    beta_ndcg,
+    binary_items,
+    combine,
+    dense_users,
+    eval_sample,
+    fold_in_user,
+    head_wanted,
+    ndcg_at,
+    score_rows,
+    transfer_head,
+    val_positives,
+)
 from autorec.models.popularity import Popularity
 from autorec.ranking import evaluate_ranking, rank_scores, score_block
 
 RATING = dict(hidden=(8,), lam=1.0, n_epochs=8, patience=5)
 HEAD = dict(ranking_head=True, rank_hidden=16, rank_epochs=40, rank_lr=0.02, rank_lam=1.0)
+PLAIN = dict(RATING, ranking_head=False)
 
 
 def planted_groups(
@@ -88,7 +103,7 @@ def test_head_learns_planted_groups_better_than_popularity(planted, with_head):
 
 
 def test_rating_part_is_bit_identical_with_and_without_the_head(planted, with_head):
-    plain = AutoRec(AutoRecConfig(**RATING)).fit(planted.train, planted.val)
+    plain = AutoRec(AutoRecConfig(**PLAIN)).fit(planted.train, planted.val)
     users = np.repeat(np.arange(planted.train.n_users), planted.train.n_items)
     items = np.tile(np.arange(planted.train.n_items), planted.train.n_users)
     np.testing.assert_array_equal(plain.predict(users, items), with_head.predict(users, items))
@@ -97,15 +112,32 @@ def test_rating_part_is_bit_identical_with_and_without_the_head(planted, with_he
         assert torch.equal(value, with_head.net.state_dict()[key]), key
 
 
-def test_head_off_config_loads_from_an_old_dict():
-    # A config saved before the head existed has no rank_* fields: it loads with the head off.
+def test_config_saved_before_the_head_loads_with_the_auto_default():
+    # A config saved before the head existed has no rank_* fields: it loads with today's
+    # default, auto (None), which gives I-AutoRec a head and U-AutoRec none.
     old = {k: v for k, v in AutoRecConfig().to_dict().items() if not k.startswith("rank")}
     cfg = AutoRecConfig.from_dict(old)
-    assert cfg == AutoRecConfig() and not cfg.ranking_head
+    assert cfg == AutoRecConfig() and cfg.ranking_head is None
+
+
+def test_head_is_on_by_default_for_i_autorec_only():
+    assert head_wanted(AutoRecConfig()) and AutoRecConfig().ranking_head is None
+    assert not head_wanted(AutoRecConfig(variant="user"))
+    assert not head_wanted(AutoRecConfig(ranking_head=False))
+    # Auto is off under torchrun (the head does not train distributed); asking for it errors.
+    assert not head_wanted(AutoRecConfig(), distributed=True)
+    with pytest.raises(ConfigError, match="distributed"):
+        head_wanted(AutoRecConfig(ranking_head=True), distributed=True)
+    # The registered models: i-autorec fits one, u-autorec none.
+    data = planted_groups(n_users=60, n_items=60)
+    i_model = make_model("i-autorec", **RATING, rank_hidden=4, rank_epochs=2).fit(data)
+    u_model = make_model("u-autorec", **RATING).fit(data)
+    assert i_model._head is not None and i_model.config.ranking_head is None
+    assert u_model._head is None
 
 
 def test_head_off_ranks_by_the_unclipped_predicted_rating(planted):
-    plain = AutoRec(AutoRecConfig(**RATING)).fit(planted.train)
+    plain = AutoRec(AutoRecConfig(**PLAIN)).fit(planted.train)
     users = np.repeat(np.arange(5), planted.train.n_items)
     items = np.tile(np.arange(planted.train.n_items), 5)
     known = plain.known_mask(users, items)
@@ -179,9 +211,123 @@ def test_bad_head_config_is_refused(bad):
 
 
 def test_memory_estimate_counts_the_head_only_when_on():
-    plain = AutoRecConfig().memory_estimate(3706, 6040, 800_000)
+    plain = AutoRecConfig(ranking_head=False).memory_estimate(3706, 6040, 800_000)
     with_head = AutoRecConfig(ranking_head=True).memory_estimate(3706, 6040, 800_000)
     assert "ranking head" not in plain
     # The dense 3,706 x 6,040 float32 target alone is 89.5 MB.
     assert with_head["ranking head"] >= 4 * 3706 * 6040
     assert {k: v for k, v in with_head.items() if k != "ranking head"} == plain
+
+
+def test_beta_ndcg_of_one_pass_equals_ndcg_at_each_beta(planted, with_head):
+    # beta_ndcg shares each block's z-scores across betas; it must give, at every beta, what
+    # ndcg_at gives for the combined score of autorec_rank.score_rows at that beta alone.
+    train, val = planted.train, planted.val
+    scorer = with_head._head
+    x = binary_items(train.item_idx, train.user_idx, with_head.n_items, with_head.n_users)
+    seen, positives = dense_users(x), val_positives(with_head, train, val, None)
+    got = beta_ndcg(with_head, scorer, seen, positives, (0.0, 0.3, 1.0))
+    kept = scorer.beta
+    try:
+        for beta, value in got.items():
+            scorer.beta = beta
+            expected = ndcg_at(
+                lambda u: torch.from_numpy(score_rows(with_head, scorer, u.numpy())),
+                seen,
+                positives,
+            )
+            assert value == pytest.approx(expected, rel=1e-12)
+    finally:
+        scorer.beta = kept
+
+
+def test_eval_sample_is_fixed_and_drawn_from_users_with_a_positive():
+    positives = torch.zeros(50, 7)
+    positives[torch.arange(0, 50, 2), 3] = 1.0  # even users only
+    a, b = eval_sample(positives, 10, seed=0), eval_sample(positives, 10, seed=0)
+    assert torch.equal(a, b) and len(a) == 10 and bool((a % 2 == 0).all())
+    assert torch.equal(a, torch.sort(a).values)
+    assert eval_sample(positives, 0, seed=0) is None  # 0: all users
+    assert eval_sample(positives, 25, seed=0) is None  # not fewer than there are
+
+
+def test_transfer_head_keeps_the_head_and_rebuilds_its_input(planted, with_head):
+    # The retrained model gets the validation-chosen head: same weights, epoch and beta, its
+    # who-rated-what input rebuilt from train + validation (a validation rating then changes
+    # that user's list: the item is no longer scored as unrated).
+    merged = planted.train.merge(planted.val)
+    retrained = AutoRec(AutoRecConfig(**PLAIN)).fit(merged)
+    transfer_head(with_head, retrained, merged)
+    moved, source = retrained._head, with_head._head
+    assert moved.head is source.head
+    assert (moved.epoch, moved.beta, moved.val_ndcg) == (source.epoch, source.beta, source.val_ndcg)
+    assert moved.x.nnz == len(np.unique(merged.item_idx * merged.n_users + merged.user_idx))
+    assert retrained.config.ranking_head is True
+    # Rating part: the retrained model's own predictions, untouched by the head.
+    users = np.arange(planted.train.n_users)
+    assert not np.array_equal(retrained._score_block(users), with_head._score_block(users))
+    plain = AutoRec(AutoRecConfig(**PLAIN)).fit(merged)
+    np.testing.assert_array_equal(retrained._rating_block(users), plain._rating_block(users))
+    with pytest.raises(ValueError, match="no ranking head"):
+        transfer_head(plain, retrained, merged)
+
+
+def test_fold_in_of_a_new_user_ranks_on_the_head(planted, with_head):
+    # A training user's own training ratings, folded in as a new user: the head's fitted output
+    # vector must find the planted blocks (popularity cannot: module docstring of
+    # planted_groups), and the list differs from the rating order.
+    train, test = planted.train, planted.test
+    metric = "ndcg@10"
+    pop = evaluate_ranking(Popularity().fit(train), train, test, metrics=metric).metrics[metric]
+    total = 0.0
+    users = [u for u in range(40) if (test.user_idx == u).any()]
+    for u in users:
+        rated = train.item_idx[train.user_idx == u]
+        ratings = {with_head.items.ids[i].item(): 5.0 for i in rated}
+        scores = with_head.fold_in(ratings).scores.copy()
+        relevant = set(test.item_idx[test.user_idx == u].tolist())
+        scores[rated] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:10]
+        gains = [1 / np.log2(r + 2) for r, i in enumerate(top) if i in relevant]
+        ideal = sum(1 / np.log2(r + 2) for r in range(min(10, len(relevant))))
+        total += sum(gains) / ideal
+    assert total / len(users) > 2 * pop
+    new_user = {with_head.items.ids[i].item(): 4.0 for i in range(5)}
+    by_score = [i for i, _ in with_head.recommend_new_user(new_user, 10)]
+    by_rating = [i for i, _ in with_head.recommend_new_user(new_user, 10, by="rating")]
+    assert by_score != by_rating
+    # Support shrinkage is for a rating order: refused with a head, accepted without.
+    with pytest.raises(ConfigError, match="not a rating"):
+        with_head.recommend_new_user(new_user, 10, support_shrinkage=5.0)
+    plain = AutoRec(AutoRecConfig(**PLAIN)).fit(train)
+    assert len(plain.recommend_new_user(new_user, 10, support_shrinkage=5.0)) == 10
+
+
+@pytest.mark.parametrize("loss", ["softmax", "wmse"])
+def test_fold_in_head_vector_minimises_the_training_objective(planted, loss):
+    # The fitted (w, b) of a new user is the minimum of the head's objective restricted to them
+    # (autorec_rank.fold_in_user): the gradient there is zero, so nudging w in any direction
+    # cannot lower the objective.
+    model = AutoRec(
+        AutoRecConfig(**PLAIN).replace(**{**HEAD, "rank_loss": loss, "rank_epochs": 3})
+    ).fit(planted.train, planted.val)
+    rated = np.array([1, 5, 9, 30])
+    user = fold_in_user(model, model._head, rated, None)
+    codes = model._head._codes.double()
+    target = torch.zeros(model.n_items, dtype=torch.float64)
+    target[rated] = 1.0
+    lam, neg = model.config.rank_lam, model.config.rank_negative_weight
+
+    def objective(w: torch.Tensor, b: float) -> float:
+        z = codes @ w + b
+        if loss == "softmax":
+            data = -(target * torch.log_softmax(z, dim=0)).sum()
+        else:
+            data = ((neg + (1 - neg) * target) * (target - z) ** 2).sum()
+        return float(data + 0.5 * lam * w.pow(2).sum())
+
+    best = objective(user.w, user.b)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        nudge = torch.from_numpy(rng.normal(size=user.w.shape)) * 1e-3
+        assert objective(user.w + nudge, user.b) > best

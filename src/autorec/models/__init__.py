@@ -44,16 +44,21 @@ def get_model_class(name: str) -> type[Recommender]:
     return _REGISTRY[name][0]
 
 
-def make_model(name: str, **overrides: Any) -> Recommender:
-    """A fresh model of the registered ``name``; ``overrides`` are config fields."""
+def model_config(name: str, **overrides: Any) -> Any:
+    """The config ``make_model(name, **overrides)`` gives its model (the registered preset, then
+    ``overrides``, checked the same way), without making the model."""
     cls = get_model_class(name)
     fields = {**_REGISTRY[name][1], **overrides}
     known = set(cls.config_class.__dataclass_fields__)
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}")
-    model = cls(cls.config_class(**fields))
-    return model
+    return cls.config_class(**fields)
+
+
+def make_model(name: str, **overrides: Any) -> Recommender:
+    """A fresh model of the registered ``name``; ``overrides`` are config fields."""
+    return get_model_class(name)(model_config(name, **overrides))
 
 
 __all__ = ["MODEL_NAMES", "AutoRec", "BaseConfig", "BiasBaseline", "Recommender", "make_model"]

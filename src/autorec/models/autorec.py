@@ -140,19 +140,24 @@ class AutoRecConfig(IterativeConfig):
     # (dense engine, deep middle layers) under bfloat16 autocast. Sparse kernels stay float32.
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     # -- ranking head (autorec.models.autorec_rank): a second, implicit-feedback autoencoder whose
-    # scores rank top-N lists; off (the default) leaves the paper's model untouched, bit for bit.
-    # Defaults: chosen on ML-1M validation NDCG@10 (docs/experiments.md, "Ranking head").
-    ranking_head: bool = False
+    # scores rank top-N lists (`recommend`); the rating model is untouched, bit for bit, either
+    # way. None (auto): on for I-AutoRec when not distributed, off for U-AutoRec (issue 14);
+    # `autorec reproduce` pins it off (the paper's model). Defaults: chosen on ML-1M validation
+    # NDCG@10 (docs/experiments.md, "Ranking head").
+    ranking_head: bool | None = None
     rank_loss: Literal["softmax", "wmse"] = "softmax"  # Mult-DAE's multinomial (Liang et al.)
     rank_hidden: int = 200
     rank_lam: float = 100.0
     rank_dropout: float = 0.5  # input dropout, as Mult-DAE / CDAE
     rank_negative_weight: float = 0.1  # weight of unobserved entries (wmse only)
-    rank_lr: float = 0.01  # Adam
-    rank_batch_users: int = 512
+    # Adam; lr, batch, patience and the evaluation sample cut the head's cost about 2x at the
+    # same validation NDCG@10 (docs/experiments.md, "Ranking head", cost).
+    rank_lr: float = 0.03
+    rank_batch_users: int = 2048
     rank_epochs: int = 100  # upper bound; validation NDCG@10 stops it sooner
     rank_eval_every: int = 2
-    rank_patience: int = 4  # evaluations without a validation gain before stopping
+    rank_patience: int = 2  # evaluations without a validation gain before stopping
+    rank_eval_users: int = 2000  # validation users sampled per epoch evaluation (0: all)
     rank_beta: float | None = None  # weight of the z-scored rating; None: chosen on validation
     rank_relevance: float | None = None  # validation positives; None: the ranking default
 
@@ -212,7 +217,7 @@ class AutoRecConfig(IterativeConfig):
             "activations": 8 * step_rows * sum(self.hidden) + 32 * step_ratings,
             "training matrix": 40 * n_ratings,
         }
-        if self.ranking_head:
+        if autorec_rank.head_wanted(self):
             # The dense user x item target, the logits of one batch of users with their softmax
             # and gradient, and V, W with gradients and Adam's two moments (autorec_rank).
             batch = min(n_cols, self.rank_batch_users)
@@ -576,9 +581,7 @@ class AutoRec(Recommender):
         self._codes = None
         self._train_pattern = None
         self._head = None
-        if cfg.ranking_head:
-            if self._group is not None:
-                raise ConfigError("ranking_head does not train distributed yet")
+        if autorec_rank.head_wanted(cfg, distributed=self._group is not None):
             self._head = autorec_rank.fit_ranking_head(self, train, val)
 
     def start_from(self, other: AutoRec) -> AutoRec:
@@ -833,12 +836,27 @@ class AutoRec(Recommender):
         (:meth:`_fold_in_column`)."""
         if self.config.variant == "user":
             return self._fold_in_row(item_idx, rating)
-        return self._fold_in_column(item_idx, rating, "user")
+        state = self._fold_in_column(item_idx, rating, "user")
+        if getattr(self, "_head", None) is not None:
+            return autorec_rank.fold_in_user(self, self._head, item_idx, state)
+        return state
 
     def _fold_in_scores(self, state: Any) -> np.ndarray:
         if self.config.variant == "user":
             return self._row_scores(state)
+        if isinstance(state, autorec_rank.FoldedHeadUser):
+            state = state.rating
         return self._column_scores(state)
+
+    def _fold_in_rank(self, state: Any, scores: np.ndarray) -> np.ndarray:
+        """The ranking head's score (:func:`autorec_rank.fold_in_rank`) when the model has one,
+        else the unclipped predicted rating ``scores``."""
+        if isinstance(state, autorec_rank.FoldedHeadUser):
+            return autorec_rank.fold_in_rank(self._head, state, scores)
+        return scores
+
+    def _ranks_on_rating(self) -> bool:
+        return getattr(self, "_head", None) is None
 
     def fold_in_item(
         self,
@@ -998,7 +1016,7 @@ class AutoRec(Recommender):
         )
         self._codes = None
         self._head = None
-        if cfg.ranking_head:
+        if "rank_beta" in extra:  # saved with a head (an auto config may have none: U-AutoRec)
             head = autorec_rank.RankingHead.from_arrays(
                 {k: v for k, v in state.items() if k.startswith("head_")}
             )

@@ -85,6 +85,7 @@ class HeadSettings:
     eval_every: int
     patience: int
     relevance: float | None
+    eval_users: int  # validation users per epoch evaluation (0: all)
 
 
 class RankingHead(nn.Module):
@@ -156,11 +157,32 @@ def combine(head_scores: torch.Tensor, rating_scores: torch.Tensor | None, beta:
     return out
 
 
+def _ndcg_sum(s: torch.Tensor, seen: torch.Tensor, positives: torch.Tensor, k: int) -> float:
+    """Sum over the rows of binary NDCG@k: ``s`` (b, n_items) scores, ``seen`` and ``positives``
+    (b, n_items) masks (> 0: excluded, relevant); every row has a positive."""
+    disc = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))  # (k,)
+    ideal_at = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(disc, 0)])
+    s = s.double().masked_fill(seen > 0, -math.inf)  # (b, n_items)
+    top = torch.topk(s, min(k, s.shape[1]), dim=1).indices  # (b, k)
+    hits = (positives.gather(1, top) > 0).double()  # (b, k)
+    n_rel = (positives > 0).sum(dim=1).clamp(max=k)
+    return float(((hits * disc[: hits.shape[1]]).sum(1) / ideal_at[n_rel]).sum())
+
+
+def _rated(positives: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
+    """The users (of ``users``, default all) with at least one positive."""
+    has = positives.sum(dim=1) > 0
+    if users is None:
+        return torch.nonzero(has).flatten()
+    return users[has[users]]
+
+
 def ndcg_at(
     score_rows: Callable[[torch.Tensor], torch.Tensor],
     seen: torch.Tensor,
     positives: torch.Tensor,
     k: int = 10,
+    users: torch.Tensor | None = None,
 ) -> float:
     """Mean binary NDCG@k over the users with a positive (the definition of
     :mod:`autorec.ranking`), the lists excluding ``seen`` items.
@@ -169,23 +191,57 @@ def ndcg_at(
         score_rows: users (int64) -> (len(users), n_items) scores.
         seen: (n_users, n_items) float, > 0 where the item is excluded (training items).
         positives: (n_users, n_items) float, > 0 where the item is relevant.
+        users: average over these users only (those of them with a positive); None: all.
     """
-    users = torch.nonzero(positives.sum(dim=1) > 0).flatten()
+    users = _rated(positives, users)
     if len(users) == 0:
         return math.nan
-    n_items = seen.shape[1]
-    disc = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))  # (k,)
-    ideal_at = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(disc, 0)])
-    step = max(1, _BLOCK_CELLS // n_items)
+    step = max(1, _BLOCK_CELLS // seen.shape[1])
     total = 0.0
     for start in range(0, len(users), step):
         block = users[start : start + step]
-        s = score_rows(block).double().masked_fill(seen[block] > 0, -math.inf)  # (b, n_items)
-        top = torch.topk(s, min(k, n_items), dim=1).indices  # (b, k)
-        hits = (positives[block].gather(1, top) > 0).double()  # (b, k)
-        n_rel = (positives[block] > 0).sum(dim=1).clamp(max=k)
-        total += float(((hits * disc[: hits.shape[1]]).sum(1) / ideal_at[n_rel]).sum())
+        total += _ndcg_sum(score_rows(block), seen[block], positives[block], k)
     return total / len(users)
+
+
+def beta_ndcg(
+    model,
+    scorer: HeadScorer,
+    seen: torch.Tensor,
+    positives: torch.Tensor,
+    betas: tuple[float, ...],
+    k: int = 10,
+) -> dict[float, float]:
+    """Validation NDCG@k of the ranking score (:func:`combine`) at every beta of ``betas``, in
+    one pass over the users: each block's head and rating z-scores are computed once (the
+    rating model's dense block dominates the cost, so 7 betas cost about what 1 does)."""
+    users = _rated(positives, None)
+    if len(users) == 0:
+        return {beta: math.nan for beta in betas}
+    step = max(1, _BLOCK_CELLS // seen.shape[1])
+    totals = dict.fromkeys(betas, 0.0)
+    for start in range(0, len(users), step):
+        block = users[start : start + step]
+        head_z = _zscore(scorer.head_block(block).double())  # (b, n_items)
+        rating_z = None
+        if any(beta != 0.0 for beta in betas):
+            rating_z = _zscore(torch.from_numpy(model._rating_block(block.numpy())))
+        for beta in betas:
+            s = head_z if beta == 0.0 or rating_z is None else head_z + beta * rating_z
+            totals[beta] += _ndcg_sum(s, seen[block], positives[block], k)
+    return {beta: total / len(users) for beta, total in totals.items()}
+
+
+def eval_sample(positives: torch.Tensor, n_users: int, seed: int) -> torch.Tensor | None:
+    """A fixed random sample of ``n_users`` of the users with a validation positive, sorted
+    (None: all of them, when ``n_users`` is 0 or not smaller): the users the head's
+    per-epoch validation NDCG@10 is measured on, so an evaluation costs a fraction of a pass."""
+    users = _rated(positives, None)
+    if n_users <= 0 or n_users >= len(users):
+        return None
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(users), n_users, replace=False))
+    return users[torch.from_numpy(chosen)]
 
 
 def fit_head(
@@ -193,10 +249,12 @@ def fit_head(
     settings: HeadSettings,
     generator: torch.Generator,
     val_positives: torch.Tensor | None,
+    eval_users: torch.Tensor | None = None,
 ) -> tuple[RankingHead, int, list[float]]:
     """Train the head on the binary item rows ``x`` (n_items x n_users).
 
-    ``val_positives``: (n_users, n_items) validation positives, or None (no early stopping).
+    ``val_positives``: (n_users, n_items) validation positives, or None (no early stopping);
+    ``eval_users``: the users each evaluation averages over (None: all, :func:`eval_sample`).
     Returns the head with the kept weights, the epoch they come from, and the validation NDCG@10
     of every evaluation.
 
@@ -242,7 +300,9 @@ def fit_head(
         ):
             with torch.no_grad():
                 codes = head.codes(x)
-                score = ndcg_at(lambda u, c=codes: head.logits(c, u), target, val_positives)
+                score = ndcg_at(
+                    lambda u, c=codes: head.logits(c, u), target, val_positives, users=eval_users
+                )
             history.append(score)
             note = f" val_ndcg@10={score:.4f}"
             if score > best:
@@ -266,12 +326,32 @@ def fit_head(
     return head, best_epoch, history
 
 
+def head_wanted(cfg, distributed: bool = False) -> bool:
+    """Whether a fit of ``cfg`` (an :class:`~autorec.models.autorec.AutoRecConfig`) gets a
+    ranking head. ``ranking_head=None`` (auto, the default): on for I-AutoRec when not
+    distributed, off for U-AutoRec and under torchrun; True or False as given.
+
+    Raises:
+        ConfigError: ``ranking_head=True`` when training distributed (not implemented).
+    """
+    if cfg.ranking_head is None:
+        return cfg.variant == "item" and not distributed
+    if cfg.ranking_head and distributed:
+        raise ConfigError(
+            "ranking_head does not train distributed yet: leave it unset (auto: off under "
+            "torchrun) or set ranking_head=false"
+        )
+    return bool(cfg.ranking_head)
+
+
 def check_config(cfg) -> None:
     """Validate the ``rank_*`` fields of an :class:`~autorec.models.autorec.AutoRecConfig`."""
-    if not cfg.ranking_head:
-        return
-    if cfg.variant != "item":
+    if cfg.ranking_head is not None and not isinstance(cfg.ranking_head, bool):
+        raise ConfigError(f"ranking_head must be true, false or None, got {cfg.ranking_head!r}")
+    if cfg.ranking_head and cfg.variant != "item":
         raise ConfigError("ranking_head is implemented for I-AutoRec (variant='item') only")
+    if not head_wanted(cfg):
+        return
     if cfg.rank_loss not in ("softmax", "wmse"):
         raise ConfigError(f"rank_loss must be softmax or wmse, got {cfg.rank_loss!r}")
     for name in ("rank_hidden", "rank_batch_users", "rank_epochs", "rank_eval_every"):
@@ -279,6 +359,8 @@ def check_config(cfg) -> None:
             raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.rank_patience < 1:
         raise ConfigError(f"rank_patience must be >= 1, got {cfg.rank_patience}")
+    if cfg.rank_eval_users < 0:
+        raise ConfigError(f"rank_eval_users must be >= 0 (0: all), got {cfg.rank_eval_users}")
     if not (cfg.rank_lam >= 0 and math.isfinite(cfg.rank_lam)):
         raise ConfigError(f"rank_lam must be a finite number >= 0, got {cfg.rank_lam}")
     if not 0.0 <= cfg.rank_dropout < 1.0:
@@ -304,6 +386,7 @@ def settings_of(cfg) -> HeadSettings:
         eval_every=int(cfg.rank_eval_every),
         patience=int(cfg.rank_patience),
         relevance=cfg.rank_relevance,
+        eval_users=int(cfg.rank_eval_users),
     )
 
 
@@ -317,6 +400,8 @@ class HeadScorer:
         #: Validation NDCG@10 of the ranking score at the kept epoch and beta (None: no
         #: validation); set by :func:`fit_ranking_head`, not saved.
         self.val_ndcg: float | None = None
+        #: Validation NDCG@10 at every beta tried (same provenance).
+        self.val_by_beta: dict[float, float] = {}
 
     @torch.no_grad()
     def head_block(self, users: torch.Tensor) -> torch.Tensor:
@@ -347,47 +432,95 @@ def val_positives(model, train: Ratings, val: Ratings | None, relevance: float |
 def fit_ranking_head(model, train: Ratings, val: Ratings | None) -> HeadScorer:
     """Fit the head of a fitted rating model ``model`` (an I-AutoRec) and choose beta.
 
-    beta: ``model.config.rank_beta`` when set; else the value of :data:`BETA_GRID` with the best
-    validation NDCG@10 of the combined score (the first of equal ones), 0 without validation.
+    Epochs: validation NDCG@10 every ``rank_eval_every`` epochs, on a fixed sample of
+    ``rank_eval_users`` validation users (:func:`eval_sample`). beta: ``model.config.rank_beta``
+    when set; else the value of :data:`BETA_GRID` with the best validation NDCG@10 of the
+    combined score over every validation user (the first of equal ones; :func:`beta_ndcg`).
+    Without validation: ``rank_epochs`` epochs and beta 0 (or as fixed), nothing chosen.
     """
     cfg = model.config
     started = time.perf_counter()
     x = binary_items(train.item_idx, train.user_idx, model.n_items, model.n_users)
     positives = val_positives(model, train, val, cfg.rank_relevance)
+    settings = settings_of(cfg)
+    if positives is None:
+        log.warning(
+            "ranking head: no validation positives, so nothing is chosen on validation: it "
+            "trains a fixed rank_epochs=%d epochs with beta %g (the protocol instead fits it on "
+            "train with validation and carries it to the retrained model: transfer_head)",
+            settings.epochs,
+            cfg.rank_beta or 0.0,
+        )
     # The head's own stream: seeded from the config, so the rating model's is never touched.
     generator = torch.Generator().manual_seed(cfg.seed)
-    head, epoch, history = fit_head(x, settings_of(cfg), generator, positives)
+    sample = None if positives is None else eval_sample(positives, settings.eval_users, cfg.seed)
+    head, epoch, history = fit_head(x, settings, generator, positives, sample)
     scorer = HeadScorer(head, x, 0.0, epoch)
-    scorer.val_ndcg = max(history) if history else None
-    if cfg.rank_beta is not None:
-        scorer.beta = float(cfg.rank_beta)
-        if positives is not None and scorer.beta != 0.0:
-            scorer.val_ndcg = ndcg_at(
-                lambda u, s=scorer: torch.from_numpy(score_rows(model, s, u.numpy())),
-                dense_users(x),
-                positives,
-            )
-    elif positives is not None:
-        seen = dense_users(x)
-        scores = {}
-        for beta in BETA_GRID:
-            scorer.beta = beta
-            scores[beta] = ndcg_at(
-                lambda u, s=scorer: torch.from_numpy(score_rows(model, s, u.numpy())),
-                seen,
-                positives,
-            )
-            log.info("ranking head: validation ndcg@10 = %.4f at beta %g", scores[beta], beta)
-        scorer.beta = max(scores, key=lambda b: scores[b])
+    betas = BETA_GRID if cfg.rank_beta is None else (float(cfg.rank_beta),)
+    if positives is not None:
+        scores = beta_ndcg(model, scorer, dense_users(x), positives, betas)
+        for beta, score in scores.items():
+            log.info("ranking head: validation ndcg@10 = %.4f at beta %g", score, beta)
+        scorer.val_by_beta = scores
+        scorer.beta = max(scores, key=lambda b: scores[b])  # the first of equal scores
         scorer.val_ndcg = scores[scorer.beta]
+    else:
+        scorer.beta = betas[0] if cfg.rank_beta is not None else 0.0
     log.info(
-        "ranking head: epoch %d kept (validation ndcg@10 %s), beta %g, %.1f s",
+        "ranking head: epoch %d kept (validation ndcg@10 %s on %s users), beta %g, %.1f s",
         epoch,
         f"{max(history):.4f}" if history else "not measured",
+        "all" if sample is None else len(sample),
         scorer.beta,
         time.perf_counter() - started,
     )
     return scorer
+
+
+def attach_head(model, train: Ratings, val: Ratings | None) -> None:
+    """Fit a head for the fitted I-AutoRec ``model`` (:func:`fit_ranking_head`) and attach it;
+    its config then says ``ranking_head=True`` (the model has one, whatever the fit asked)."""
+    model._head = fit_ranking_head(model, train, val)
+    model.config = model.config.replace(ranking_head=True)
+
+
+def transfer_head(from_model, to_model, train_plus_val: Ratings) -> None:
+    """Carry the head of ``from_model`` (fitted on train, its epochs and beta chosen on
+    validation) over to ``to_model`` (the same setting retrained on train + validation), with
+    no refit.
+
+    The head's weights, epoch and beta are kept; its input, the binary who-rated-what matrix,
+    is rebuilt from ``train_plus_val``. The head encodes each item from the users who rated it,
+    so scoring with the larger input folds the validation ratings in, as a trained autoencoder
+    scores any input row; the decoder's per-user vectors are unchanged. The combined score then
+    uses ``to_model``'s predicted ratings (the retrained rating model).
+
+    Raises:
+        ValueError: ``from_model`` has no head, or the two models index users and items
+            differently.
+    """
+    scorer = getattr(from_model, "_head", None)
+    if scorer is None:
+        raise ValueError("transfer_head: the source model has no ranking head")
+    if (from_model.n_users, from_model.n_items) != (to_model.n_users, to_model.n_items) or not (
+        np.array_equal(from_model.users.ids, to_model.users.ids)
+        and np.array_equal(from_model.items.ids, to_model.items.ids)
+    ):
+        raise ValueError("transfer_head: the two models index users and items differently")
+    x = binary_items(
+        train_plus_val.item_idx, train_plus_val.user_idx, to_model.n_items, to_model.n_users
+    )
+    moved = HeadScorer(scorer.head, x, scorer.beta, scorer.epoch)
+    moved.val_ndcg = scorer.val_ndcg
+    to_model._head = moved
+    to_model.config = to_model.config.replace(ranking_head=True)
+    log.info(
+        "ranking head carried over (epoch %d, beta %g, chosen on validation); input rebuilt "
+        "from %d ratings",
+        scorer.epoch,
+        scorer.beta,
+        train_plus_val.n_ratings,
+    )
 
 
 def score_rows(model, scorer: HeadScorer, user_idx: np.ndarray) -> np.ndarray:
@@ -417,3 +550,70 @@ def score_pairs(model, scorer: HeadScorer, user_idx: np.ndarray, item_idx: np.nd
         at = order[lo:hi]
         out[at] = rows[inverse[at] - start, items[at]]
     return out
+
+
+@dataclass(frozen=True)
+class FoldedHeadUser:
+    """A folded-in user of an I-AutoRec with a head: the rating model's state and the head's
+    output vector ``w`` (k,) and bias ``b`` (see :func:`fold_in_user`)."""
+
+    rating: object
+    w: torch.Tensor
+    b: float
+
+
+@torch.no_grad()
+def fold_in_user(model, scorer: HeadScorer, item_idx: np.ndarray, rating_state) -> FoldedHeadUser:
+    """The head's output vector and bias of a new user who rated ``item_idx``, every trained
+    weight frozen (the head's counterpart of the rating model's closed-form column fit).
+
+    A new user is a new input coordinate of the head (an encoder row, left at 0 as in the
+    rating fold-in, which keeps every item's code) and a new output coordinate (w, b). With C
+    the (n_items, k) item codes, R the rated items and lambda = ``rank_lam``, they minimise the
+    head's training objective restricted to them:
+
+    * softmax: :math:`-\\sum_{i \\in R} \\log \\operatorname{softmax}_i(C w)
+      + \\frac{\\lambda}{2} \\|w\\|^2`, convex; Newton's method (b cancels in the softmax);
+    * wmse: :math:`\\sum_i c_i (x_i - c_i^\\top w - b)^2 + \\frac{\\lambda}{2} \\|w\\|^2`,
+      a weighted ridge regression solved in closed form (b unpenalised).
+    """
+    cfg = model.config
+    if scorer._codes is None:
+        scorer._codes = scorer.head.codes(scorer.x)
+    codes = scorer._codes.double()  # (n_items, k)
+    n_items, k = codes.shape
+    target = torch.zeros(n_items, dtype=torch.float64)
+    target[torch.from_numpy(np.asarray(item_idx, dtype=np.int64))] = 1.0
+    lam = float(cfg.rank_lam) + 1e-8  # lambda = 0 leaves the system singular
+    if cfg.rank_loss == "softmax":
+        n_rated = float(target.sum())
+        pull = codes.t() @ target  # (k,)
+        w = torch.zeros(k, dtype=torch.float64)
+        for _ in range(50):
+            p = torch.softmax(codes @ w, dim=0)  # (n_items,)
+            mean = codes.t() @ p  # (k,)
+            grad = n_rated * mean - pull + lam * w
+            hess = n_rated * ((codes.t() * p) @ codes - torch.outer(mean, mean))  # (k, k)
+            hess.diagonal().add_(lam)
+            step = torch.linalg.solve(hess, grad)
+            w -= step
+            if float(step.abs().max()) < 1e-9:
+                break
+        return FoldedHeadUser(rating_state, w, 0.0)
+    weight = cfg.rank_negative_weight + (1.0 - cfg.rank_negative_weight) * target  # (n_items,)
+    design = torch.cat([codes, torch.ones(n_items, 1, dtype=torch.float64)], dim=1)  # (n, k+1)
+    gram = (design.t() * weight) @ design  # (k+1, k+1)
+    gram.diagonal()[:k].add_(lam / 2.0)
+    solution = torch.linalg.solve(gram, design.t() @ (weight * target))
+    return FoldedHeadUser(rating_state, solution[:k], float(solution[k]))
+
+
+@torch.no_grad()
+def fold_in_rank(scorer: HeadScorer, user: FoldedHeadUser, predictions: np.ndarray) -> np.ndarray:
+    """(n_items,) ranking scores of a folded-in user: :func:`combine` of the head's
+    ``C w + b`` and the user's unclipped predicted ratings ``predictions``, as for a training
+    user."""
+    assert scorer._codes is not None  # set by fold_in_user
+    z = (scorer._codes.double() @ user.w + user.b)[None, :]  # (1, n_items)
+    rating = torch.from_numpy(np.asarray(predictions, dtype=np.float64))[None, :]
+    return combine(z, rating, scorer.beta)[0].numpy()

@@ -413,7 +413,7 @@ class Recommender(ABC):
             raise ValueError(f"by must be 'score' or 'rating', got {by!r}")
         if not (support_shrinkage >= 0 and math.isfinite(support_shrinkage)):
             raise ConfigError(f"support_shrinkage must be >= 0, got {support_shrinkage}")
-        if support_shrinkage > 0 and type(self)._fold_in_rank is not Recommender._fold_in_rank:
+        if support_shrinkage > 0 and not self._ranks_on_rating():
             raise ConfigError(
                 f"{self.model_name} ranks on a score that is not a rating: "
                 "support shrinkage does not apply"
@@ -503,6 +503,11 @@ class Recommender(ABC):
         """(n_items,) unclipped predicted ratings of a folded-in user (``state`` from
         ``_fold_in_user``); entries of items without training ratings are overwritten."""
         raise NotImplementedError
+
+    def _ranks_on_rating(self) -> bool:
+        """Whether a folded-in user's ranking score is the predicted rating (so support
+        shrinkage applies); default: unless the model overrides ``_fold_in_rank``."""
+        return type(self)._fold_in_rank is Recommender._fold_in_rank
 
     def _fold_in_rank(self, state: Any, scores: np.ndarray) -> np.ndarray:
         """(n_items,) ranking scores of a folded-in user; default: the predictions ``scores``

@@ -73,8 +73,12 @@ def cell_overrides(cell: Cell, quick: bool) -> dict[str, Any]:
     """Config fields for a cell: the paper's fallback rule (the constant mid-scale 3, Sedhain et
     al. 2015, Sec. 3) unless the row fixes another, the row's settings, the seed and, with
     ``quick``, fewer epochs. The rule is pinned here, not taken from the models' default (the
-    bias baseline), so the tables keep the paper's rule and the committed cells their numbers."""
+    bias baseline), so the tables keep the paper's rule and the committed cells their numbers.
+    The I-AutoRec ranking head (on by default, issue 14) is pinned off likewise: the tables are
+    the paper's model."""
     overrides = {"fallback": PAPER_FALLBACK, **dict(cell.overrides), "seed": cell.seed}
+    if "ranking_head" in get_model_class(cell.model).config_class.__dataclass_fields__:
+        overrides.setdefault("ranking_head", False)
     if quick and is_iterative(get_model_class(cell.model).config_class):  # --quick caps epochs
         default_epochs = make_model(cell.model).config.n_epochs  # type: ignore[attr-defined]
         overrides["n_epochs"] = min(default_epochs, QUICK_EPOCHS)
