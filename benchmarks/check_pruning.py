@@ -17,9 +17,11 @@ What a cell stores: every candidate's final validation RMSE and best epoch, and 
 of W only. The script tests W's curve against the incumbent it would meet (the best final
 validation RMSE of the points in earlier waves: the lowest the real incumbent can be, so the test
 is conservative). When W lies above the grid, G's curve is not stored: such a cell is reported
-UNVERIFIED unless ``--refit`` fits G again on the cell's split with one torch thread (the committed
-cells were computed so; the refit must reproduce the stored validation RMSE and best epoch bit for
-bit, or the cell is reported as such).
+UNVERIFIED unless ``--refit`` fits G again on the cell's split with one torch thread, as the
+committed cells were computed. A refit that does not reproduce the stored validation RMSE and best
+epoch bit for bit (the code has changed since some cells were computed: benchmarks/check_cells.py
+shows the same for a whole rerun) is a close stand-in, not the stored run: its verdict is marked
+``KEPT~`` and the difference printed.
 
 Epochs saved. For a point that is not a record the script gives a lower bound of the epochs
 pruning saves: its best-so-far is never below its final value v, so it stops no later than the
@@ -119,7 +121,7 @@ def check_cell(path: Path, rule: Any, refit: bool, data_dir: str) -> dict[str, A
         grid_best = min(range(n_grid), key=lambda i: (finals[i], i))
         must_survive = [grid_best] + [i for i in records if n_grid <= i < w] + [w]
     curves: dict[int, list[float]] = {w: record["learning_curve"]["val_rmse"]}
-    problems: list[str] = []
+    approximate: list[str] = []
     for i in must_survive:
         if i in curves or not refit:
             continue
@@ -128,16 +130,17 @@ def check_cell(path: Path, rule: Any, refit: bool, data_dir: str) -> dict[str, A
         best = min(curve)
         best_epoch = curve.index(best) + 1
         if best != finals[i] or best_epoch != candidates[i]["best_epoch"]:
-            problems.append(
-                f"refit of {point} gave {best!r} at epoch {best_epoch}, stored "
-                f"{finals[i]!r} at epoch {candidates[i]['best_epoch']}"
+            # The code changed since the cell was computed (benchmarks/check_cells.py tells):
+            # the refit curve is then a close stand-in for the stored run's, not the same one.
+            approximate.append(
+                f"refit of {point}: {best:.6f} at epoch {best_epoch}, stored "
+                f"{finals[i]:.6f} at epoch {candidates[i]['best_epoch']}"
             )
         curves[i] = curve
     pruned_at = {i: rule.stop_epoch(curves[i], incumbents[i]) for i in must_survive if i in curves}
     unverified = [i for i in must_survive if i not in curves]
-    kept = all(
-        epoch is None or epoch >= len(curves[i]) for i, epoch in pruned_at.items()
-    )  # stopping where early stopping does is no pruning
+    # stopping where early stopping does is no pruning
+    kept = all(epoch is None or epoch >= len(curves[i]) for i, epoch in pruned_at.items())
     total = saved = 0
     for i, c in enumerate(candidates):
         ran = _run_epochs(c["best_epoch"], config)
@@ -156,9 +159,9 @@ def check_cell(path: Path, rule: Any, refit: bool, data_dir: str) -> dict[str, A
         "chosen": chosen,
         "chosen_index": w,
         "must_survive": [{k: candidates[i][k] for k in keys} for i in must_survive],
-        "kept_choice": kept and not problems,
+        "kept_choice": kept,
         "unverified": [{k: candidates[i][k] for k in keys} for i in unverified],
-        "problems": problems,
+        "approximate": approximate,
         "winner_pruned_at": pruned_at.get(w),
         "epochs_total": total,
         "epochs_saved_at_least": saved,
@@ -196,19 +199,23 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "KEPT" if res["kept_choice"] else "CHANGED"
             if res["kept_choice"] and res["unverified"]:
                 verdict = f"UNVERIFIED (no stored curve for {res['unverified']})"
+            elif res["approximate"]:
+                verdict += "~"  # judged on a refit curve that differs from the stored run
             print(
                 f"{res['cell']:50s} {verdict:8s} chosen {res['chosen']}  epochs saved >= "
                 f"{res['epochs_saved_at_least']} of {res['epochs_total']}"
-                + (f"  {res['problems']}" if res["problems"] else ""),
+                + (f"  {res['approximate']}" if res["approximate"] else ""),
                 flush=True,
             )
     changed = [r["cell"] for r in results if not r["kept_choice"]]
+    approximate = [r["cell"] for r in results if r["approximate"]]
     unverified = [r["cell"] for r in results if r["kept_choice"] and r["unverified"]]
     total = sum(r["epochs_total"] for r in results)
     saved = sum(r["epochs_saved_at_least"] for r in results)
     print(
         f"rule {asdict(rule)}: {len(results)} cells, {len(results) - len(changed)} keep the "
-        f"choice ({len(unverified)} of them unverified), {len(changed)} change it; grid "
+        f"choice ({len(unverified)} of them unverified, {len(approximate)} judged on a refit "
+        f"that differs from the stored run), {len(changed)} change it; grid "
         f"epoch-fits saved >= {saved} of {total} ({100 * saved / max(total, 1):.1f}%)"
     )
     for cell in changed:
