@@ -21,7 +21,9 @@ UNVERIFIED unless ``--refit`` fits G again on the cell's split with one torch th
 committed cells were computed. A refit that does not reproduce the stored validation RMSE and best
 epoch bit for bit (the code has changed since some cells were computed: benchmarks/check_cells.py
 shows the same for a whole rerun) is a close stand-in, not the stored run: its verdict is marked
-``KEPT~`` and the difference printed.
+``KEPT~`` and the difference printed. The refit stops once its best validation RMSE reaches the
+incumbent (no rule can prune it after that), so it costs a fraction of the point's epochs; it
+is then a stand-in too (KEPT~), checked up to that epoch.
 
 Epochs saved. For a point that is not a record the script gives a lower bound of the epochs
 pruning saves: its best-so-far is never below its final value v, so it stops no later than the
@@ -63,8 +65,12 @@ def _run_epochs(best_epoch: int, config: Any) -> int:
     return min(config.n_epochs, max(best_epoch + config.patience, config.min_epochs))
 
 
-def _refit_curve(cell: dict[str, Any], point: dict[str, Any], data_dir: str) -> list[float]:
-    """The validation curve of one grid point of a cell, fitted again with one torch thread."""
+def _refit_curve(
+    cell: dict[str, Any], point: dict[str, Any], data_dir: str, incumbent: float | None
+) -> list[float]:
+    """The validation curve of one grid point of a cell, fitted again with one torch thread,
+    up to the epoch where its best validation RMSE reaches ``incumbent``: no rule can prune it
+    after that (its best stays at or below the incumbent), so the rest is not needed."""
     from autorec.data import load_dataset, paper_split
     from autorec.models import make_model
     from autorec.reproduce import Cell
@@ -80,7 +86,8 @@ def _refit_curve(cell: dict[str, Any], point: dict[str, Any], data_dir: str) -> 
     )
     spec = Cell(cell["setting"], cell["model"], overrides, cell["seed"])
     model = make_model(cell["model"], **{**cell_overrides(spec, False), **point})
-    model.fit(split.train, split.val)
+    reached = (lambda p: p.best_val_rmse <= incumbent) if incumbent is not None else None
+    model.fit(split.train, split.val, progress=reached)
     return list(model.history.val_rmse)
 
 
@@ -126,10 +133,16 @@ def check_cell(path: Path, rule: Any, refit: bool, data_dir: str) -> dict[str, A
         if i in curves or not refit:
             continue
         point = {k: candidates[i][k] for k in keys}
-        curve = _refit_curve(cell, point, data_dir)
+        curve = _refit_curve(cell, point, data_dir, incumbents[i])
         best = min(curve)
         best_epoch = curve.index(best) + 1
-        if best != finals[i] or best_epoch != candidates[i]["best_epoch"]:
+        if len(curve) < candidates[i]["best_epoch"]:  # cut at the incumbent (_refit_curve)
+            approximate.append(
+                f"refit of {point} reached the incumbent {incumbents[i]:.6f} at epoch "
+                f"{len(curve)} (stored best: {finals[i]:.6f} at epoch "
+                f"{candidates[i]['best_epoch']})"
+            )
+        elif best != finals[i] or best_epoch != candidates[i]["best_epoch"]:
             # The code changed since the cell was computed (benchmarks/check_cells.py tells):
             # the refit curve is then a close stand-in for the stored run's, not the same one.
             approximate.append(
