@@ -44,7 +44,8 @@ grid depend on the choice before them and run one at a time. Without pruning the
 not matter, and ``prune=None, jobs=1`` is the protocol as it was before pruning existed.
 
 Progress: ``progress(phase, Progress)`` is called after every epoch of every fit, with the phase
-named after its grid point (``"lam=300 (2/8)"``, ``"fit"`` without a grid) or ``"retrain"``.
+named after its grid point (``"lam=300 (2/8)"``, ``"fit"`` without a grid) or ``"retrain"``;
+points fitted in worker processes (``jobs`` > 1, two or more points in the wave) report none.
 
 Checkpoints (:class:`ProtocolCheckpoints`): every fit checkpoints into its own sub-folder of one
 folder (``lam=300/``, ``retrain/``), and each finished grid point is recorded in
