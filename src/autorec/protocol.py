@@ -24,8 +24,30 @@ For one seed:
 
 The test set is touched once, after every choice is made.
 
+Pruning (``prune``, a :class:`PruneRule`; ``autorec evaluate`` uses :data:`DEFAULT_PRUNE`, off
+with ``--no-prune``): a grid point whose validation curve cannot beat the best finished point is
+stopped early. After ``warmup`` epochs, a point stops at the first epoch ``e`` where its best
+validation RMSE so far exceeds the incumbent's by more than a relative margin that shrinks with
+the epochs, ``best_e > incumbent * (1 + margin / e)``. A pruned point keeps the best RMSE it
+reached, which is above the incumbent, so it is never chosen; it is recorded with
+``"pruned": true`` and the epochs it ran. The rule is safe when it never stops a point that would
+have become the best so far: then every choice (grid best, extensions, chosen point, its epoch
+count) is the one of the unpruned protocol, bit for bit. ``benchmarks/check_pruning.py`` checks
+that on the learning curves of every committed reproduce cell.
+
+Parallel grid points (``jobs`` > 1, ``autorec evaluate --jobs N``): the grid runs in *waves* of
+``prune.wave`` consecutive points (``jobs`` points without pruning), each wave's points fitted in
+separate processes of one torch thread each, and every point of a wave is pruned against the
+incumbent of the waves before it, never against a point of its own wave. What a point sees
+therefore depends on the wave size only, not on ``jobs`` or on which process finishes first:
+``jobs=1`` and ``jobs=N`` give the same record (same candidates, same choice, same test RMSE bit
+for bit, as long as the sequential run also uses one torch thread). Extension points above the
+grid depend on the choice before them and run one at a time. Without pruning the wave size does
+not matter, and ``prune=None, jobs=1`` is the protocol as it was before pruning existed.
+
 Progress: ``progress(phase, Progress)`` is called after every epoch of every fit, with the phase
-named after its grid point (``"lam=300 (2/8)"``, ``"fit"`` without a grid) or ``"retrain"``.
+named after its grid point (``"lam=300 (2/8)"``, ``"fit"`` without a grid) or ``"retrain"``;
+points fitted in worker processes (``jobs`` > 1, two or more points in the wave) report none.
 
 Checkpoints (:class:`ProtocolCheckpoints`): every fit checkpoints into its own sub-folder of one
 folder (``lam=300/``, ``retrain/``), and each finished grid point is recorded in
@@ -43,11 +65,13 @@ import itertools
 import json
 import logging
 import math
+import multiprocessing
 import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +96,81 @@ MAX_EXTENSIONS = 4
 PhaseProgress = Callable[[str, Progress], None]
 
 CANDIDATES_NAME = "candidates.json"
+
+
+@dataclass(frozen=True)
+class PruneRule:
+    """Stop a grid point's fit when its validation curve cannot beat the incumbent (the lowest
+    validation RMSE among the points finished before its wave; module docstring).
+
+    Stop after epoch ``e >= warmup`` when ``best_e > incumbent * (1 + margin / e)``, ``best_e``
+    the point's best validation RMSE up to epoch ``e``. The margin shrinks as ``1/e`` because a
+    curve's remaining gain does: the slowest winner of the committed ML-1M / ML-100k cells
+    (I-AutoRec 500-250-500, lambda = 100) is still 0.035 above the incumbent at epoch 50 and
+    0.016 at epoch 100, i.e. 2.1% and 0.95% of 0.84, where the margin with the defaults allows
+    8% and 4% (``benchmarks/check_pruning.py`` replays every committed cell). ``wave``: points
+    run (in parallel with ``jobs``) between two updates of the incumbent.
+    """
+
+    warmup: int = 20  # epochs every point runs before it may be pruned
+    margin: float = 4.0  # relative margin times epochs: 4% of the incumbent at epoch 100
+    wave: int = 2  # the two cores of the reference machine
+
+    def __post_init__(self) -> None:
+        if (
+            self.warmup < 1
+            or self.wave < 1
+            or not (self.margin >= 0 and math.isfinite(self.margin))
+        ):
+            raise ConfigError(
+                f"prune rule needs warmup >= 1, wave >= 1 and a finite margin >= 0, got "
+                f"{self.warmup}, {self.wave}, {self.margin}"
+            )
+
+    def prunes(self, epoch: int, best_val: float | None, incumbent: float | None) -> bool:
+        """Whether a point whose best validation RMSE after ``epoch`` is ``best_val`` stops."""
+        if incumbent is None or best_val is None or epoch < self.warmup:
+            return False
+        return best_val > incumbent * (1 + self.margin / epoch)
+
+    def stop_epoch(self, val_curve: Sequence[float], incumbent: float | None) -> int | None:
+        """The epoch at which a fit with this validation curve would be pruned (None: never)."""
+        best = math.inf
+        for epoch, value in enumerate(val_curve, start=1):
+            best = min(best, value)
+            if self.prunes(epoch, best, incumbent):
+                return epoch
+        return None
+
+
+#: The rule ``autorec evaluate`` prunes with (``--no-prune``: none).
+DEFAULT_PRUNE = PruneRule()
+
+
+def replay_pruning(curves: Sequence[Sequence[float]], rule: PruneRule) -> dict[str, Any]:
+    """The grid search over points with these validation curves (in protocol order), with and
+    without ``rule``: ``{"chosen", "chosen_unpruned", "epochs", "pruned"}`` (chosen: index of the
+    lowest recorded validation RMSE, the first on ties, as :func:`run_protocol`; epochs: per
+    point, epochs run with the rule). The analysis of ``benchmarks/check_pruning.py`` and of the
+    tests; the protocol itself prunes through the training loop's progress hook."""
+    finals = [min(c) for c in curves]
+    recorded: list[float] = []
+    epochs: list[int] = []
+    pruned: list[bool] = []
+    for start in range(0, len(curves), rule.wave):
+        incumbent = min(recorded) if recorded else None
+        for curve in curves[start : start + rule.wave]:
+            stop = rule.stop_epoch(curve, incumbent)
+            ran = len(curve) if stop is None else stop
+            recorded.append(min(curve[:ran]))
+            epochs.append(ran)
+            pruned.append(ran < len(curve))  # stopping where early stopping does is no pruning
+    return {
+        "chosen": recorded.index(min(recorded)),
+        "chosen_unpruned": finals.index(min(finals)),
+        "epochs": epochs,
+        "pruned": pruned,
+    }
 
 
 @dataclass
@@ -180,6 +279,8 @@ def run_protocol(
     checkpoints: ProtocolCheckpoints | None = None,
     ranking: str | Sequence[str | RankingMetric] | None = None,
     relevance: float | None = None,
+    prune: PruneRule | None = None,
+    jobs: int = 1,
 ) -> ProtocolResult:
     """One run of the paper's protocol (see the module docstring).
 
@@ -190,6 +291,8 @@ def run_protocol(
     ``ranking``: full-ranking metrics (``"ndcg@10,recall@20"``) of the tested model, at the
     ``relevance`` threshold (None: :func:`autorec.ranking.default_relevance`); they choose
     nothing, the test set is scored after every choice is made.
+    ``prune``: stop grid points that cannot win (None: every point runs to its end).
+    ``jobs``: processes fitting the points of one wave in parallel (module docstring).
 
     Raises:
         ConfigError: resuming from checkpoints of another run (model, options, seed or data).
@@ -201,6 +304,10 @@ def run_protocol(
     if split.val is None:
         raise ValueError("the protocol needs a split with a validation set")
     grid = dict(grid or {})
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    if jobs > 1 and DistEnv.from_environ().is_distributed:
+        raise ConfigError("parallel grid points (jobs > 1) cannot run under torch.distributed")
     if open_above is None:
         open_above = get_model_class(model_name).open_above
     started = time.perf_counter()
@@ -208,12 +315,15 @@ def run_protocol(
     # (validation RMSE, point, its model (None: a point finished before a resume), its history)
     best: tuple[float, dict[str, Any], Recommender | None, FitHistory] | None = None
     iterative = is_iterative(get_model_class(model_name).config_class)
-    store = _CandidateStore(
-        checkpoints,
-        model_name,
-        {"overrides": overrides, "grid": grid, "retrain": retrain, "open_above": open_above},
-        split,
-    )
+    described: dict[str, Any] = {
+        "overrides": overrides,
+        "grid": grid,
+        "retrain": retrain,
+        "open_above": open_above,
+    }
+    if prune is not None:  # a pruned point's record is not the unpruned one's
+        described["prune"] = asdict(prune)
+    store = _CandidateStore(checkpoints, model_name, described, split)
     points = grid_points(grid)
 
     def fit_options(phase: str, fit: str) -> dict[str, Any]:
@@ -225,6 +335,25 @@ def run_protocol(
             options["resume"] = checkpoints.resume
         return options
 
+    def point_fit(point: dict[str, Any], phase: str, incumbent: float | None) -> _PointFit:
+        return _PointFit(
+            model_name=model_name,
+            params={**overrides, **search_only, **point},
+            phase=phase,
+            checkpoint=(
+                checkpoints.checkpointer(point_key(point))
+                if checkpoints is not None and iterative
+                else None
+            ),
+            resume=checkpoints is not None and checkpoints.resume,
+            prune=prune if iterative else None,
+            incumbent=incumbent,
+            # The chosen point's validation-stopped model is used again: tested (no retrain),
+            # given the ranking head, or handing the retrain its state (an ensemble's weights, a
+            # warm start). In-process it costs nothing to keep; from a worker it is sent back.
+            keep_model=not retrain or pool is None or with_head or hands_over,
+        )
+
     # Grid points are chosen on validation RMSE, which an I-AutoRec ranking head (trained after
     # the rating model, on the implicit matrix) cannot change: the search fits none, and the
     # tested setting gets one, fitted once on its validation-stopped model (epochs and beta
@@ -235,34 +364,73 @@ def run_protocol(
         distributed=DistEnv.from_environ().is_distributed,
     )
     search_only: dict[str, Any] = {"ranking_head": False} if with_head else {}
+    model_class = get_model_class(model_name)
+    hands_over = model_class.retrain_overrides is not Recommender.retrain_overrides or bool(
+        overrides.get(
+            "warm_retrain_epochs", getattr(model_class.config_class, "warm_retrain_epochs", 0)
+        )
+    )
 
-    def try_point(point: dict[str, Any], position: str) -> None:
+    def try_wave(wave: list[tuple[dict[str, Any], str]]) -> None:
+        """Fit (or take from a resumed run) each point of ``wave``, all pruned against the
+        incumbent before the wave, and record them in protocol order."""
         nonlocal best
-        phase = _phase_name(point, position)
-        done = store.finished(point)
-        if done is not None:
-            val_rmse, history = done["candidate"]["val_rmse"], FitHistory(**done["history"])
-            model = store.best_model(point) if not retrain else None
-            log.info("%s: finished before the interruption; not fitted again", phase)
+        incumbent = best[0] if best is not None else None
+        done = [store.finished(point) for point, _ in wave]
+        tasks = {
+            n: point_fit(point, _phase_name(point, position), incumbent)
+            for n, (point, position) in enumerate(wave)
+            if done[n] is None
+        }
+        if pool is not None and len(tasks) > 1:
+            futures = {n: pool.submit(_fit_in_worker, task) for n, task in tasks.items()}
+            fitted = {n: future.result() for n, future in futures.items()}
         else:
-            point_started = time.perf_counter()
-            model = make_model(model_name, **{**overrides, **search_only, **point})
-            model.fit(split.train, split.val, **fit_options(phase, point_key(point)))
-            val_rmse, history = _val_rmse(model, split.val), model.history
-        candidate = {**point, "val_rmse": val_rmse, "best_epoch": history.best_epoch}
-        candidates.append(candidate)
-        log.info("%s %s: validation RMSE %.4f", model_name, point or "(no tuning)", val_rmse)
-        is_best = best is None or val_rmse < best[0]
-        if is_best:
-            best = (val_rmse, point, model, history)
-        if done is None:
-            seconds = time.perf_counter() - point_started
-            store.record(
-                point, candidate, history, seconds, model if is_best and not retrain else None
+            fitted = {
+                n: _fit_point(task, split.train, split.val, progress) for n, task in tasks.items()
+            }
+        for n, (point, position) in enumerate(wave):
+            entry = done[n]
+            if entry is not None:
+                val_rmse, history = entry["candidate"]["val_rmse"], FitHistory(**entry["history"])
+                model = store.best_model(point) if not retrain else None
+                log.info(
+                    "%s: finished before the interruption; not fitted again",
+                    _phase_name(point, position),
+                )
+            else:
+                val_rmse, history, model, seconds = fitted[n]
+            candidate = {**point, "val_rmse": val_rmse, "best_epoch": history.best_epoch}
+            if prune is not None:
+                candidate["epochs"] = history.n_epochs
+                if history.pruned:
+                    candidate["pruned"] = True
+            candidates.append(candidate)
+            log.info(
+                "%s %s: validation RMSE %.4f%s",
+                model_name,
+                point or "(no tuning)",
+                val_rmse,
+                f" (pruned after {history.n_epochs} epochs)" if history.pruned else "",
             )
+            is_best = best is None or val_rmse < best[0]
+            if is_best:
+                best = (val_rmse, point, model, history)
+            if entry is None:
+                store.record(
+                    point, candidate, history, seconds, model if is_best and not retrain else None
+                )
 
-    for number, point in enumerate(points, start=1):
-        try_point(point, f"{number}/{len(points)}")
+    # Points of one wave do not see each other: without pruning nothing depends on the wave size.
+    wave_size = prune.wave if prune is not None and iterative else jobs
+    pool = _worker_pool(jobs, split) if jobs > 1 and len(points) > 1 else None
+    try:
+        for start in range(0, len(points), wave_size):
+            numbered = enumerate(points[start : start + wave_size], start=start + 1)
+            try_wave([(point, f"{number}/{len(points)}") for number, point in numbered])
+    finally:
+        if pool is not None:
+            pool.shutdown()
     assert best is not None
     for key in open_above:
         values = grid.get(key, ())
@@ -271,7 +439,7 @@ def run_protocol(
         while needs_extension(best[1][key], [c[key] for c in candidates], values):
             top = best[1][key]
             log.info("%s: validation chose the largest %s (%g); trying more", model_name, key, top)
-            try_point({**best[1], key: next_above(top)}, "above the grid")
+            try_wave([({**best[1], key: next_above(top)}, "above the grid")])
         if best[1][key] == max(c[key] for c in candidates):
             log.warning(
                 "%s: validation still chose the largest %s (%g) after %d extensions",
@@ -359,6 +527,8 @@ def run_protocol(
         # Chosen on validation (the head of the validation-stopped model), carried to the tested
         # model.
         record["ranking_head"] = head
+    if prune is not None:
+        record["pruning"] = asdict(prune)
     ranked = None
     if ranking:
         # Every item the tested model saw is excluded: train, and validation (retrained on it,
@@ -369,6 +539,72 @@ def run_protocol(
         record["ranking"] = ranked
     return ProtocolResult(
         record=record, model=model, split=split, candidates=candidates, ranking=ranked
+    )
+
+
+@dataclass(frozen=True)
+class _PointFit:
+    """One grid point's fit, picklable for a worker process."""
+
+    model_name: str
+    params: dict[str, Any]  # overrides and the point
+    phase: str
+    checkpoint: Checkpointer | None
+    resume: bool
+    prune: PruneRule | None
+    incumbent: float | None  # the best validation RMSE before the point's wave
+    keep_model: bool  # return the fitted model (tested without a retrain)
+
+
+def _fit_point(
+    task: _PointFit, train: Ratings, val: Ratings, progress: PhaseProgress | None
+) -> tuple[float, FitHistory, Recommender | None, float]:
+    """(validation RMSE, history, the model when asked for, seconds) of one grid point."""
+    started = time.perf_counter()
+    prune, incumbent = task.prune, task.incumbent
+
+    def hook(p: Progress) -> bool:
+        stop = prune is not None and prune.prunes(p.epoch, p.best_val_rmse, incumbent)
+        if progress is not None:
+            progress(task.phase, replace(p, stopping=True) if stop else p)
+        return stop
+
+    options: dict[str, Any] = {}
+    if progress is not None or (prune is not None and incumbent is not None):
+        options["progress"] = hook
+    if task.checkpoint is not None:
+        options["checkpoint"], options["resume"] = task.checkpoint, task.resume
+    model = make_model(task.model_name, **task.params)
+    model.fit(train, val, **options)
+    kept = model if task.keep_model else None
+    return _val_rmse(model, val), model.history, kept, time.perf_counter() - started
+
+
+# The split of a worker process, sent once when the pool starts (not with every point).
+_WORKER_SPLIT: list[Ratings] = []
+
+
+def _init_worker(train: Ratings, val: Ratings) -> None:
+    import torch
+
+    # One thread per process: parallel points do not compete for cores, and a point's result
+    # is the one of a sequential one-thread run, bit for bit.
+    torch.set_num_threads(1)
+    _WORKER_SPLIT[:] = [train, val]
+
+
+def _fit_in_worker(task: _PointFit) -> tuple[float, FitHistory, Recommender | None, float]:
+    train, val = _WORKER_SPLIT
+    return _fit_point(task, train, val, None)
+
+
+def _worker_pool(jobs: int, split: Split) -> ProcessPoolExecutor:
+    # spawn, not fork: a forked child of a process whose OpenMP pool already ran can hang.
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(split.train, split.val),
     )
 
 

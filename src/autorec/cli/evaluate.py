@@ -11,11 +11,13 @@ from autorec.cli.options import (
     add_command,
     add_dataset_arguments,
     add_model_arguments,
+    add_search_arguments,
     dataset_from_args,
     fixed_splits,
     floats,
     model_overrides,
     positive_int,
+    search_options,
     split_choice,
 )
 from autorec.cli.outputs import (
@@ -39,6 +41,8 @@ EXAMPLES = """\
   autorec evaluate --train a.csv --test b.csv --sep , --header --model bias
   autorec evaluate --dataset ml-1m --model i-autorec --runs 5 --fallback constant  # paper rule
   autorec evaluate --dataset ml-1m --model i-autorec --runs 1 --metrics rmse,ndcg@10,recall@20
+  autorec evaluate --dataset ml-1m --model i-autorec --runs 5 --jobs 2
+  autorec evaluate --dataset ml-1m --model i-autorec --runs 5 --no-prune  # every point in full
 """
 
 
@@ -80,6 +84,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="test the validation-stopped model instead of retraining on train+val",
     )
+    add_search_arguments(g)
     g.add_argument("--json", metavar="FILE", help="write all runs and the summary as JSON (below)")
     m = p.add_argument_group("metrics")
     m.add_argument(
@@ -193,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
             progress=reporter.phase_hook(f"{name}: ") if reporter is not None else None,
             ranking=ranking_metrics,
             relevance=args.relevance,
+            **search_options(args),
         )
         if fold is not None:
             result.record["fold"] = fold

@@ -462,6 +462,31 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_search_arguments(group: Any) -> None:
+    """``--jobs`` and ``--no-prune``: how the protocol runs its validation grid."""
+    group.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="fit up to N grid points at once, each in its own process with one torch thread "
+        "(default 1); the results are the same as with --jobs 1",
+    )
+    group.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="run every grid point to its end (by default a point whose validation RMSE "
+        "cannot catch up with the best point so far is stopped early; the choice is the same)",
+    )
+
+
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``prune`` and ``jobs`` keywords of :func:`autorec.protocol.run_protocol`."""
+    from autorec.protocol import DEFAULT_PRUNE
+
+    return {"prune": None if args.no_prune else DEFAULT_PRUNE, "jobs": args.jobs}
+
+
 def parse_value(text: str, hint: Any, where: str) -> Any:
     """``text`` converted to the declared type ``hint`` of a config field; ``where`` names the
     option in the error (``--epochs``, ``--set patience=x``)."""

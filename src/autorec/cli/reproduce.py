@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 from autorec.cli.options import (
     add_command,
     add_dataset_arguments,
+    add_search_arguments,
     dataset_from_args,
     dataset_stem,
     positive_int,
+    search_options,
 )
 from autorec.cli.outputs import check_output_dir
 
@@ -92,10 +95,12 @@ def register(subparsers: Any) -> None:
         help="run nothing: rewrite the report from the cells finished so far",
     )
     p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch")
+    add_search_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from autorec.protocol import run_protocol
     from autorec.reproduce import QUICK_RUNS, TABLES, Plan, reproduce
 
     if args.dataset is None:
@@ -118,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         + (["--quick"] if args.quick else [])
         + ([f"--only {','.join(args.only)}"] if args.only else [])
         + ([f"--models {','.join(args.models)}"] if args.models else [])
+        + (["--no-prune"] if args.no_prune else [])
+        + ([f"--jobs {args.jobs}"] if args.jobs > 1 else [])
     )
     if not args.verbose:
         # Hundreds of fits: show the cells, not every epoch of every fit (-v shows them).
@@ -125,7 +132,12 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     log.info("reproducing %s on %s into %s", ", ".join(plan.tables), dataset.name, out_dir)
     outcome = reproduce(
-        dataset.ratings, plan, out_dir, command=command, report_only=args.report_only
+        dataset.ratings,
+        plan,
+        out_dir,
+        command=command,
+        runner=functools.partial(run_protocol, **search_options(args)),
+        report_only=args.report_only,
     )
     results = outcome.results
     for table in results["tables"]:

@@ -114,7 +114,8 @@ class FitOptions:
     """The keyword options of :meth:`Recommender.fit`, read by the training loop
     (:func:`autorec.models.training.run_epochs`)."""
 
-    progress: Callable[[Progress], None] | None = None
+    # Returning True asks the loop to stop after this epoch (pruning, FitHistory.pruned).
+    progress: Callable[[Progress], bool | None] | None = None
     checkpoint: Checkpointer | None = None
     resume: bool = False
 
@@ -128,6 +129,7 @@ class FitHistory:
     val_rmse: list[float] = dataclasses.field(default_factory=list)
     epoch_seconds: list[float] = dataclasses.field(default_factory=list)
     best_epoch: int = 0  # 1-based epoch whose weights were kept; 0 when not iterative
+    pruned: bool = False  # the progress hook stopped the fit early (run_epochs)
 
     @property
     def n_epochs(self) -> int:

@@ -596,6 +596,8 @@ def _history(meta_file: Path, values: dict) -> FitHistory:
             raise _fail(meta_file, f"history has an unknown key {key!r}")
         if key == "best_epoch":
             ok = _is_int(value) and value >= 0
+        elif key == "pruned":
+            ok = isinstance(value, bool)
         else:  # per-epoch lists; NaN is a real entry (no validation set: val_rmse is nan)
             ok = isinstance(value, list) and all(_is_number(v) for v in value)
         if not ok:

@@ -17,7 +17,10 @@ once:
 * **History.** Each epoch is recorded in the model's :class:`~autorec.models.base.FitHistory`
   (no validation column when there is no validation set).
 * **Progress.** ``progress(Progress)`` is called after every epoch with the epoch and total, the
-  best validation RMSE so far, and the elapsed time, so a caller can draw a bar.
+  best validation RMSE so far, and the elapsed time, so a caller can draw a bar. A hook that
+  returns True stops the fit after this epoch like early stopping does (the best epoch's
+  parameters are restored) and marks the history ``pruned``: the protocol prunes a grid point
+  that cannot beat the best one so far (:class:`autorec.protocol.PruneRule`).
 * **Checkpoints and resume** (:class:`Checkpointer`): every ``every_epochs`` epochs and/or
   ``every_seconds`` seconds the training state (parameters, optimiser state including RProp step
   sizes, random generator states, history, epoch, the best epoch's parameters and the early
@@ -128,7 +131,8 @@ class Progress:
     stopping: bool  # this is the last epoch
 
 
-ProgressHook = Callable[[Progress], None]
+#: Returns True to stop the fit after this epoch (pruning); None or False to go on.
+ProgressHook = Callable[[Progress], bool | None]
 State = dict[str, Any]  # nested dicts/lists of tensors, arrays and JSON scalars
 
 
@@ -281,7 +285,7 @@ def run_epochs(
                     best = steps.snapshot(best)
             stop = stop or epoch == cfg.n_epochs
             if options.progress is not None:
-                options.progress(
+                prune = options.progress(
                     Progress(
                         epoch=epoch,
                         n_epochs=cfg.n_epochs,
@@ -294,6 +298,8 @@ def run_epochs(
                         stopping=stop,
                     )
                 )
+                if prune and not stop:
+                    model.history.pruned = stop = True
             if stop:
                 break
             due = ckpt is not None and ckpt.due(epoch, time.monotonic() - last_saved)
