@@ -59,6 +59,7 @@ from autorec.models import get_model_class, make_model
 from autorec.models.base import FitHistory, Recommender
 from autorec.models.training import Checkpointer, Progress, is_iterative, ratings_fingerprint
 from autorec.ranking import RankingMetric, evaluate_ranking
+from autorec.search import SearchPolicy, adapt_search, simpler_model_check, widened_grid
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ def run_protocol(
     checkpoints: ProtocolCheckpoints | None = None,
     ranking: str | Sequence[str | RankingMetric] | None = None,
     relevance: float | None = None,
+    search: SearchPolicy | None = None,
 ) -> ProtocolResult:
     """One run of the paper's protocol (see the module docstring).
 
@@ -188,6 +190,8 @@ def run_protocol(
     ``ranking``: full-ranking metrics (``"ndcg@10,recall@20"``) of the tested model, at the
     ``relevance`` threshold (None: :func:`autorec.ranking.default_relevance`); they choose
     nothing, the test set is scored after every choice is made.
+    ``search``: the adaptive search of :mod:`autorec.search` (refinement, small-data grids and
+    the simpler-model check); None: the grid exactly as given (``autorec reproduce``).
 
     Raises:
         ConfigError: resuming from checkpoints of another run (model, options, seed or data).
@@ -199,6 +203,8 @@ def run_protocol(
     if split.val is None:
         raise ValueError("the protocol needs a split with a validation set")
     grid = dict(grid or {})
+    if search is not None:
+        grid = widened_grid(search, model_name, grid, split.train.n_ratings)
     if open_above is None:
         open_above = get_model_class(model_name).open_above
     started = time.perf_counter()
@@ -206,12 +212,10 @@ def run_protocol(
     # (validation RMSE, point, its model (None: a point finished before a resume), its history)
     best: tuple[float, dict[str, Any], Recommender | None, FitHistory] | None = None
     iterative = is_iterative(get_model_class(model_name).config_class)
-    store = _CandidateStore(
-        checkpoints,
-        model_name,
-        {"overrides": overrides, "grid": grid, "retrain": retrain, "open_above": open_above},
-        split,
-    )
+    options = {"overrides": overrides, "grid": grid, "retrain": retrain, "open_above": open_above}
+    if search is not None:
+        options["search"] = search
+    store = _CandidateStore(checkpoints, model_name, options, split)
     points = grid_points(grid)
 
     def fit_options(phase: str, fit: str) -> dict[str, Any]:
@@ -276,6 +280,20 @@ def run_protocol(
                 best[1][key],
                 MAX_EXTENSIONS,
             )
+    # -- the adaptive search (autorec.search): refinement and small-data stages after the grid.
+    adapted = None
+    if search is not None:
+        adapted = adapt_search(
+            search,
+            model_name,
+            grid,
+            split.train.n_ratings,
+            try_point,
+            lambda: (best[0], best[1]),  # type: ignore[index]
+            candidates,
+            set(overrides),
+        )
+    # -- end of the adaptive search
     val_rmse, point, best_model, history = best
     chosen = {**point}
     # The curves of the run that chose the settings (train and validation RMSE per epoch).
@@ -317,6 +335,13 @@ def run_protocol(
         "epoch_seconds": model.history.epoch_seconds,
         "learning_curve": curve,
     }
+    if search is not None:
+        record["search"] = adapted
+        record["simpler_model_wins"] = (
+            simpler_model_check(model_name, split, val_rmse, overrides)
+            if search.compare_baseline
+            else None
+        )
     ranked = None
     if ranking:
         # Every item the tested model saw is excluded: train, and validation (retrained on it,

@@ -73,7 +73,13 @@ def register(subparsers: Any) -> None:
         type=floats,
         metavar="L[,L...]",
         help="lambda grid, searched exactly as given (default: the paper's plus 10 and 300, "
-        "extended above 1000 while validation picks its top)",
+        "extended above 1000 while validation picks its top, then refined around the best)",
+    )
+    g.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="search the model's grid as it is: no log-spaced refinement around the best "
+        "point and no wider grids on small data (under 200k training ratings)",
     )
     g.add_argument(
         "--no-retrain",
@@ -140,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from autorec.evaluation import summary_ci95
     from autorec.models import make_model
     from autorec.protocol import run_protocol
+    from autorec.search import SearchPolicy
 
     choice = split_choice(args)
     if choice.fixed and args.runs is not None:
@@ -156,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     # The full configuration (defaults included); tuned fields show their per-run choice in runs.
     config = make_model(args.model, **overrides).config
     reporter = args.progress
+    # A grid given on the command line is searched exactly as given.
+    search = SearchPolicy(adapt=args.lambdas is None and not args.no_refine)
 
     if choice.fixed:
         dataset_name, folds = fixed_splits(args, choice, args.seed)
@@ -193,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
             progress=reporter.phase_hook(f"{name}: ") if reporter is not None else None,
             ranking=ranking_metrics,
             relevance=args.relevance,
+            search=search,
         )
         if fold is not None:
             result.record["fold"] = fold
@@ -209,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
             f"({result.record['train_seconds']:.1f} s)",
             flush=True,
         )
+        if result.record["simpler_model_wins"]:
+            print(f"  {_simpler_text(args.model, result.record['simpler_model_wins'])}")
     if not is_main_process():
         return 0
     mean, ci = summary_ci95([r["test_rmse"] for r in runs])
@@ -225,12 +237,26 @@ def run(args: argparse.Namespace) -> int:
             f"{ci_text} (95% CI); MAE {mae_mean:.4f}; {n_cold} of {n_test} test pairs cold, "
             f"answered by the {config.fallback} fallback"
         )
+    simpler = [r for r in runs if r["simpler_model_wins"]]
+    if simpler:
+        print(
+            f"the simpler model wins on validation in {len(simpler)} of {len(runs)} run(s): "
+            f"prefer `--model {simpler[0]['simpler_model_wins']['model']}` on this data"
+        )
     payload = summary_json(dataset_name, args.model, config.to_dict(), runs, choice)
     if ranking_metrics:
         payload["ranking"] = _ranking_summary(runs, ranking_metrics)
         print(_ranking_line(args.model, dataset_name, over, payload["ranking"]))
     write_json(args.json, payload)
     return 0
+
+
+def _simpler_text(model: str, wins: dict[str, Any]) -> str:
+    return (
+        f"the {wins['model']} baseline is at least as good on validation: RMSE "
+        f"{wins['val_rmse']:.4f} ({json.dumps(wins['hyperparameters'])}) against {model}'s "
+        f"{wins['tuned_val_rmse']:.4f}"
+    )
 
 
 def _ranking_summary(runs: list[dict[str, Any]], metrics: tuple) -> dict[str, Any]:
