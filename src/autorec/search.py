@@ -69,6 +69,8 @@ SMALL_DATA_STAGE: dict[type, dict[str, tuple[Any, ...]]] = {
 
 #: The simpler model every tuned model is compared with on validation.
 BASELINE = "bias"
+#: Models no more complex than the baseline: not compared with it.
+NOT_COMPARED = ("bias", "pop")
 
 
 @dataclass(frozen=True)
@@ -240,9 +242,9 @@ def simpler_model_check(
 ) -> dict[str, Any] | None:
     """Tune the bias baseline over its grid on ``split.train``, score it on ``split.val``, and
     return ``{"model", "val_rmse", "hyperparameters", "tuned_val_rmse"}`` when it is at least as
-    good as the tuned model's ``val_rmse``; None when the tuned model is better (or is the
-    baseline). The test set is not touched."""
-    if model_name == BASELINE or split.val is None:
+    good as the tuned model's ``val_rmse``; None when the tuned model is better, or is no more
+    complex than the baseline (:data:`NOT_COMPARED`). The test set is not touched."""
+    if model_name in NOT_COMPARED or split.val is None:
         return None
     from autorec.protocol import grid_points  # the protocol imports this module
 

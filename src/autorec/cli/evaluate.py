@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
         "of its train, drawn with --seed). Every model answers test pairs whose user or item "
         "has no training rating with one rule, --fallback (default: the bias baseline), and "
         "their number is printed.",
-        examples=EXAMPLES + "\n" + JSON_HELP + RANKING_JSON_HELP,
+        examples=EXAMPLES + "\n" + JSON_HELP + SEARCH_JSON_HELP + RANKING_JSON_HELP,
     )
     add_dataset_arguments(p, fixed_splits=True)
     add_model_arguments(p)
@@ -114,6 +114,14 @@ def _metrics(text: str) -> tuple[tuple[str, ...], tuple[RankingMetric, ...]]:
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
+
+SEARCH_JSON_HELP = """\
+  runs[].search     the adaptive search: small_data (under 200k training ratings), refine_fits,
+                    stage_fits (autorec.search)
+  runs[].simpler_model_wins
+                    null, or {model, val_rmse, hyperparameters, tuned_val_rmse} when the tuned
+                    bias baseline is at least as good on validation
+"""
 
 RANKING_JSON_HELP = """\
   with ranking metrics (--metrics ndcg@10,...):
