@@ -130,6 +130,21 @@ def test_refinement_follows_an_open_above_extension(low_rank, monkeypatch) -> No
     assert result.record["hyperparameters"]["lam"] == 4480.0  # nearest 5000
 
 
+def test_refinement_takes_one_point_per_gap_on_large_data(low_rank, monkeypatch) -> None:
+    # small_data=10: the 2,113 ratings count as large; geometric means 31.6 and 316 only.
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(100.0))
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid={"lam": (10.0, 100.0, 1000.0)},
+        overrides=FAST_AUTOREC,
+        search=SearchPolicy(small_data=10),
+    )
+    assert _lams(result) == [10.0, 100.0, 1000.0, 316.0, 31.6]  # 316 is nearer after rounding
+    assert result.record["search"] == {"small_data": False, "refine_fits": 2, "stage_fits": 0}
+
+
 def test_refinement_is_deterministic_and_off_without_a_policy(low_rank, monkeypatch) -> None:
     monkeypatch.setattr(protocol, "_val_rmse", _parabola(60.0))
     kwargs = dict(seed=0, grid={"lam": (10.0, 100.0, 1000.0)}, overrides=FAST_AUTOREC)
