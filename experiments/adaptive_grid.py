@@ -94,6 +94,24 @@ def _run(split: Split, model: str, search: SearchPolicy | None) -> dict[str, Any
     }
 
 
+def table(results: dict[str, Any]) -> str:
+    """The results as a markdown table, one row per (set, model, search)."""
+    lines = [
+        "| set | model | search | val RMSE | test RMSE | chosen | fits | s | simpler wins |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in results.items():
+        name, model, how = key.split("/")
+        chosen = ", ".join(f"{k}={v}" for k, v in r["chosen"].items() if k != "n_epochs")
+        wins = r["simpler_model_wins"]
+        lines.append(
+            f"| {name} | {model} | {how} | {r['val_rmse']:.4f} | {r['test_rmse']:.4f} | "
+            f"{chosen} | {r['n_fits']} | {r['seconds']:.0f} | "
+            f"{'-' if wins is None else format(wins['val_rmse'], '.4f')} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -101,7 +119,11 @@ def main() -> None:
     )
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--out", type=Path, default=Path("adaptive_grid.json"))
+    parser.add_argument("--table", action="store_true", help="print --out as a table and exit")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.out.read_text())))
+        return
     torch.set_num_threads(1)
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for name in args.sets.split(","):
@@ -121,6 +143,7 @@ def main() -> None:
                 f"chosen {json.dumps(r['chosen'])} fits {r['n_fits']} {r['seconds']:.0f} s",
                 flush=True,
             )
+    print(table(results))
 
 
 if __name__ == "__main__":
