@@ -55,6 +55,8 @@ def test_refine_values_skips_narrow_gaps_the_grid_ends_and_zero() -> None:
     assert refine_values(300.0, [250.0, 300.0, 1000.0], 2, 1.5) == [448.0, 669.0]
     assert refine_values(0.0, [0.0, 1.0], 2, 1.5) == []
     assert refine_values(1.0, [0.0, 1.0], 2, 1.5) == []  # no log scale through 0
+    # A gap of exactly 1.5 is split (0.15 / 0.1 < 1.5 in floats); 0.07 .. 0.1 (1.43) is not.
+    assert refine_values(0.1, [0.07, 0.1, 0.15], 2, 1.5) == [0.114, 0.131]
     # Both neighbours within a factor 1.5: converged.
     assert refine_values(100.0, [70.0, 100.0, 144.0], 2, 1.5) == []
 

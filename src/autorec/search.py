@@ -33,6 +33,7 @@ policy at all (its committed cells stay bit for bit what they are).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -150,7 +151,8 @@ def refine_values(
     seen = set(tried)
     out: list[float] = []
     for neighbour in (max(below, default=None), min(above, default=None)):
-        if neighbour is None or max(neighbour, best) / min(neighbour, best) < min_ratio:
+        # 1e-9: 0.15 / 0.1 is 1.4999999999999998 in floats, and is a gap of 1.5.
+        if neighbour is None or max(neighbour, best) / min(neighbour, best) < min_ratio - 1e-9:
             continue
         for j in range(1, points_per_gap + 1):
             value = best * (neighbour / best) ** (j / (points_per_gap + 1))
@@ -254,11 +256,12 @@ def simpler_model_check(
     complex than the baseline (:data:`NOT_COMPARED`). The test set is not touched."""
     if model_name in NOT_COMPARED or split.val is None:
         return None
-    from autorec.protocol import grid_points  # the protocol imports this module
-
     shared = {k: overrides[k] for k in ("fallback", "seed") if k in overrides}
+    grid = get_model_class(BASELINE).tuning_grid
+    keys = sorted(grid)
     scored = []
-    for point in grid_points(dict(get_model_class(BASELINE).tuning_grid)):
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values, strict=True))
         model = make_model(BASELINE, **shared, **point).fit(split.train, split.val)
         scored.append((evaluate(model, split.val)["rmse"], point))
     base_rmse, point = min(scored, key=lambda s: s[0])
