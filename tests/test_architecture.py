@@ -20,11 +20,14 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": FOUNDATION | {"data"},
     "ranking": FOUNDATION | {"data", "evaluation"},
     "models": FOUNDATION | {"data"} | METRICS,
-    "protocol": FOUNDATION | {"data", "models"} | METRICS,
+    "search": FOUNDATION | {"data", "models"} | METRICS,
+    "protocol": FOUNDATION | {"data", "models", "search"} | METRICS,
     "reproduce": FOUNDATION | {"data", "models", "protocol"} | METRICS,
     "tune": FOUNDATION | {"data", "models"} | METRICS,
     "serve": FOUNDATION | {"data", "models"} | METRICS,
-    "cli": FOUNDATION | {"data", "models", "protocol", "reproduce", "serve", "tune"} | METRICS,
+    "cli": FOUNDATION
+    | {"data", "models", "protocol", "search", "reproduce", "serve", "tune"}
+    | METRICS,
     "__main__": {"cli"},
 }
 

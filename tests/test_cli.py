@@ -263,8 +263,11 @@ def test_evaluate_searches_lambdas_exactly_and_extends_the_default_grid(
         return [c["lam"] for c in run["candidates"]], run["hyperparameters"]["lam"]
 
     assert candidates("--lambdas", "0.1,10") == ([0.1, 10.0], 10.0)
-    lams, chosen = candidates()
+    # --no-refine: the extension alone (the refinement is tests/test_search.py's).
+    lams, chosen = candidates("--no-refine")
     assert lams[-3:] == [3000.0, 10000.0, 30000.0] and chosen == 10000.0
+    lams, chosen = candidates()
+    assert lams[-4:] == [14400.0, 6690.0, 20800.0, 4480.0] and chosen == 10000.0
 
 
 def test_evaluate_prints_and_writes_ranking_metrics(ratings_file, tmp_path, capsys) -> None:

@@ -85,6 +85,7 @@ from autorec.models import autorec_rank, get_model_class, make_model, model_conf
 from autorec.models.base import FitHistory, Recommender
 from autorec.models.training import Checkpointer, Progress, is_iterative, ratings_fingerprint
 from autorec.ranking import RankingMetric, evaluate_ranking
+from autorec.search import SearchPolicy, adapt_search, simpler_model_check, widened_grid
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ def run_protocol(
     relevance: float | None = None,
     prune: PruneRule | None = None,
     jobs: int = 1,
+    search: SearchPolicy | None = None,
 ) -> ProtocolResult:
     """One run of the paper's protocol (see the module docstring).
 
@@ -293,6 +295,8 @@ def run_protocol(
     nothing, the test set is scored after every choice is made.
     ``prune``: stop grid points that cannot win (None: every point runs to its end).
     ``jobs``: processes fitting the points of one wave in parallel (module docstring).
+    ``search``: the adaptive search of :mod:`autorec.search` (refinement, small-data grids and
+    the simpler-model check); None: the grid exactly as given (``autorec reproduce``).
 
     Raises:
         ConfigError: resuming from checkpoints of another run (model, options, seed or data).
@@ -308,6 +312,8 @@ def run_protocol(
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     if jobs > 1 and DistEnv.from_environ().is_distributed:
         raise ConfigError("parallel grid points (jobs > 1) cannot run under torch.distributed")
+    if search is not None:
+        grid = widened_grid(search, model_name, grid, split.train.n_ratings)
     if open_above is None:
         open_above = get_model_class(model_name).open_above
     started = time.perf_counter()
@@ -323,6 +329,8 @@ def run_protocol(
     }
     if prune is not None:  # a pruned point's record is not the unpruned one's
         described["prune"] = asdict(prune)
+    if search is not None:
+        described["search"] = search
     store = _CandidateStore(checkpoints, model_name, described, split)
     points = grid_points(grid)
 
@@ -448,6 +456,20 @@ def run_protocol(
                 best[1][key],
                 MAX_EXTENSIONS,
             )
+    # -- the adaptive search (autorec.search): refinement and small-data stages after the grid.
+    adapted = None
+    if search is not None:
+        adapted = adapt_search(
+            search,
+            model_name,
+            grid,
+            split.train.n_ratings,
+            lambda point, position: try_wave([(point, position)]),
+            lambda: (best[0], best[1]),  # type: ignore[index]
+            candidates,
+            set(overrides),
+        )
+    # -- end of the adaptive search
     val_rmse, point, best_model, history = best
     chosen = {**point}
     # The curves of the run that chose the settings (train and validation RMSE per epoch).
@@ -529,6 +551,13 @@ def run_protocol(
         record["ranking_head"] = head
     if prune is not None:
         record["pruning"] = asdict(prune)
+    if search is not None:
+        record["search"] = adapted
+        record["simpler_model_wins"] = (
+            simpler_model_check(model_name, split, val_rmse, overrides)
+            if search.compare_baseline
+            else None
+        )
     ranked = None
     if ranking:
         # Every item the tested model saw is excluded: train, and validation (retrained on it,

@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
         "of its train, drawn with --seed). Every model answers test pairs whose user or item "
         "has no training rating with one rule, --fallback (default: the bias baseline), and "
         "their number is printed.",
-        examples=EXAMPLES + "\n" + JSON_HELP + RANKING_JSON_HELP,
+        examples=EXAMPLES + "\n" + JSON_HELP + SEARCH_JSON_HELP + RANKING_JSON_HELP,
     )
     add_dataset_arguments(p, fixed_splits=True)
     add_model_arguments(p)
@@ -77,7 +77,13 @@ def register(subparsers: Any) -> None:
         type=floats,
         metavar="L[,L...]",
         help="lambda grid, searched exactly as given (default: the paper's plus 10 and 300, "
-        "extended above 1000 while validation picks its top)",
+        "extended above 1000 while validation picks its top, then refined around the best)",
+    )
+    g.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="search the model's grid as it is: no log-spaced refinement around the best "
+        "point and no wider grids on small data (under 200k training ratings)",
     )
     g.add_argument(
         "--no-retrain",
@@ -114,6 +120,14 @@ def _metrics(text: str) -> tuple[tuple[str, ...], tuple[RankingMetric, ...]]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+SEARCH_JSON_HELP = """\
+  runs[].search     the adaptive search: small_data (under 200k training ratings), refine_fits,
+                    stage_fits (autorec.search)
+  runs[].simpler_model_wins
+                    null, or {model, val_rmse, hyperparameters, tuned_val_rmse} when the tuned
+                    bias baseline is at least as good on validation
+"""
+
 RANKING_JSON_HELP = """\
   with ranking metrics (--metrics ndcg@10,...):
   runs[].ranking    metrics (name -> mean over the test users), relevance, n_users,
@@ -145,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from autorec.evaluation import summary_ci95
     from autorec.models import make_model
     from autorec.protocol import run_protocol
+    from autorec.search import SearchPolicy
 
     choice = split_choice(args)
     if choice.fixed and args.runs is not None:
@@ -161,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     # The full configuration (defaults included); tuned fields show their per-run choice in runs.
     config = make_model(args.model, **overrides).config
     reporter = args.progress
+    # A grid given on the command line is searched exactly as given.
+    search = SearchPolicy(adapt=args.lambdas is None and not args.no_refine)
 
     if choice.fixed:
         dataset_name, folds = fixed_splits(args, choice, args.seed)
@@ -199,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
             ranking=ranking_metrics,
             relevance=args.relevance,
             **search_options(args),
+            search=search,
         )
         if fold is not None:
             result.record["fold"] = fold
@@ -215,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
             f"({result.record['train_seconds']:.1f} s)",
             flush=True,
         )
+        if result.record["simpler_model_wins"]:
+            print(f"  {_simpler_text(args.model, result.record['simpler_model_wins'])}")
     if not is_main_process():
         return 0
     mean, ci = summary_ci95([r["test_rmse"] for r in runs])
@@ -231,12 +251,26 @@ def run(args: argparse.Namespace) -> int:
             f"{ci_text} (95% CI); MAE {mae_mean:.4f}; {n_cold} of {n_test} test pairs cold, "
             f"answered by the {config.fallback} fallback"
         )
+    simpler = [r for r in runs if r["simpler_model_wins"]]
+    if simpler:
+        print(
+            f"the simpler model wins on validation in {len(simpler)} of {len(runs)} run(s): "
+            f"prefer `--model {simpler[0]['simpler_model_wins']['model']}` on this data"
+        )
     payload = summary_json(dataset_name, args.model, config.to_dict(), runs, choice)
     if ranking_metrics:
         payload["ranking"] = _ranking_summary(runs, ranking_metrics)
         print(_ranking_line(args.model, dataset_name, over, payload["ranking"]))
     write_json(args.json, payload)
     return 0
+
+
+def _simpler_text(model: str, wins: dict[str, Any]) -> str:
+    return (
+        f"the {wins['model']} baseline is at least as good on validation: RMSE "
+        f"{wins['val_rmse']:.4f} ({json.dumps(wins['hyperparameters'])}) against {model}'s "
+        f"{wins['tuned_val_rmse']:.4f}"
+    )
 
 
 def _ranking_summary(runs: list[dict[str, Any]], metrics: tuple) -> dict[str, Any]:

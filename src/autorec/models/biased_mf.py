@@ -75,8 +75,13 @@ class BiasedMFConfig(IterativeConfig):
     # True: lambda_u = reg * n_u (ALS-WR, Zhou et al. 2008); False: lambda_u = reg (Koren's
     # Eq. 5 as written, which over-fits on MovieLens).
     reg_per_rating: bool = True
-    n_epochs: int = 20  # upper bound on ALS sweeps; early stopping usually ends sooner
+    # Upper bound on ALS sweeps; early stopping usually ends sooner. 20 cut small ranks short on
+    # small sets (still improving at sweep 20: docs/experiments.md, "Adaptive grids").
+    n_epochs: int = 50
     patience: int = 2  # sweeps without a validation improvement of min_delta before stopping
+    # The first sweeps from random item factors are a transient (validation can rise at sweep
+    # 2 on a noisy set), which patience 2 alone would stop in; no committed run stopped sooner.
+    min_epochs: int = 5
     # ALS converges geometrically: past ~10 sweeps the validation RMSE moves in the 4th decimal.
     min_delta: float = 1e-4
     # A smaller gain still replaces the kept factors (it just does not restart the patience).

@@ -1,0 +1,231 @@
+"""The adaptive search of ``autorec evaluate`` (autorec.search): refinement, small-data grids and
+the simpler-model check."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autorec import protocol
+from autorec.data import paper_split, synthetic_ratings
+from autorec.errors import ConfigError
+from autorec.protocol import run_protocol
+from autorec.search import (
+    SearchPolicy,
+    refine_values,
+    simpler_model_check,
+    widened_grid,
+)
+
+FAST_AUTOREC = {"hidden": (4,), "n_epochs": 2, "patience": 1}
+
+
+def _parabola(optimum: float):
+    """Validation RMSE stand-in: 1 + (log10 lam - log10 optimum)^2, so a test knows where the
+    optimum is (a real model on small data cannot promise it)."""
+
+    def val_rmse(model, val) -> float:
+        return 1.0 + (math.log10(model.config.lam) - math.log10(optimum)) ** 2
+
+    return val_rmse
+
+
+def _lams(result) -> list[float]:
+    return [c["lam"] for c in result.candidates]
+
+
+def test_refine_values_puts_two_log_spaced_points_in_each_gap() -> None:
+    # best 100 between 10 and 300: 100 * 0.1^(1/3) = 46.4, 100 * 0.1^(2/3) = 21.5,
+    # 100 * 3^(1/3) = 144.2, 100 * 3^(2/3) = 208.0 (3 significant digits).
+    # Nearest to the best first (log10 distances 0.16, 0.32, 0.33, 0.67).
+    assert refine_values(100.0, [10.0, 100.0, 300.0, 1000.0], 2, 1.5) == [
+        144.0,
+        208.0,
+        46.4,
+        21.5,
+    ]
+    assert refine_values(100.0, [10.0, 100.0, 300.0], 1, 1.5) == [173.0, 31.6]
+
+
+def test_refine_values_skips_narrow_gaps_the_grid_ends_and_zero() -> None:
+    # 0.001 is the bottom of the grid: only the gap above it is split.
+    assert refine_values(0.001, [0.001, 0.01], 2, 1.5) == [0.00215, 0.00464]
+    # 300 / 250 = 1.2 < 1.5: that gap is left alone.
+    assert refine_values(300.0, [250.0, 300.0, 1000.0], 2, 1.5) == [448.0, 669.0]
+    assert refine_values(0.0, [0.0, 1.0], 2, 1.5) == []
+    assert refine_values(1.0, [0.0, 1.0], 2, 1.5) == []  # no log scale through 0
+    # A gap of exactly 1.5 is split (0.15 / 0.1 < 1.5 in floats); 0.07 .. 0.1 (1.43) is not.
+    assert refine_values(0.1, [0.07, 0.1, 0.15], 2, 1.5) == [0.114, 0.131]
+    # Both neighbours within a factor 1.5: converged.
+    assert refine_values(100.0, [70.0, 100.0, 144.0], 2, 1.5) == []
+
+
+def test_policy_refuses_bad_settings() -> None:
+    with pytest.raises(ConfigError, match="min_ratio"):
+        SearchPolicy(min_ratio=1.0)
+    with pytest.raises(ConfigError, match="points_per_gap"):
+        SearchPolicy(points_per_gap=0)
+
+
+def test_small_data_rule_widens_biased_mf_reg_below_200k_ratings() -> None:
+    policy = SearchPolicy()
+    grid = {"reg": (0.05, 0.07, 0.1)}
+    wide = widened_grid(policy, "biased-mf", grid, 199_999)
+    assert wide["reg"] == (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
+    assert widened_grid(policy, "biased-mf", grid, 200_000) == grid  # ML-1M-sized: as given
+    assert widened_grid(SearchPolicy(adapt=False), "biased-mf", grid, 1000) == grid
+    assert widened_grid(policy, "biased-mf", {}, 1000) == {}  # reg fixed by the caller
+
+
+def test_refinement_converges_on_an_optimum_between_grid_points(low_rank, monkeypatch) -> None:
+    # Optimum at 60, between the grid's 10 and 100: round 1 splits 10..100 and 100..300 (144,
+    # 208, 46.4, 21.5, nearest first); 46.4 wins by 0.037 > tolerance (parabola values 0.0125
+    # against 0.0493); round 2 splits 21.5..46.4..100 and the 2 fits left of the budget of 6 go
+    # to the nearest points, 59.9 and 35.9.
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(60.0))
+    policy = SearchPolicy(max_fits=6)
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid={"lam": (1.0, 10.0, 100.0, 300.0)},
+        overrides=FAST_AUTOREC,
+        search=policy,
+    )
+    lams = _lams(result)
+    assert lams[:4] == [1.0, 10.0, 100.0, 300.0]
+    assert lams[4:8] == [144.0, 208.0, 46.4, 21.5]
+    # 46.4 * (100 / 46.4)^(1/3) = 59.9, 46.4 * (21.5 / 46.4)^(1/3) = 35.9.
+    assert lams[8:] == [59.9, 35.9]
+    assert result.record["hyperparameters"]["lam"] == 59.9
+    assert result.record["search"] == {"small_data": True, "refine_fits": 6, "stage_fits": 0}
+
+
+def test_refinement_stops_when_a_round_gains_less_than_the_tolerance(low_rank, monkeypatch) -> None:
+    # Optimum exactly on a grid point: round 1 cannot beat it (gain 0), so one round only.
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(100.0))
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid={"lam": (10.0, 100.0, 1000.0)},
+        overrides=FAST_AUTOREC,
+        search=SearchPolicy(),
+    )
+    assert _lams(result) == [10.0, 100.0, 1000.0, 215.0, 46.4, 464.0, 21.5]
+    assert result.record["hyperparameters"]["lam"] == 100.0
+
+
+def test_refinement_follows_an_open_above_extension(low_rank, monkeypatch) -> None:
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(5000.0))
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid={"lam": (100.0, 1000.0)},
+        overrides=FAST_AUTOREC,
+        search=SearchPolicy(tolerance=1.0),  # one round
+    )
+    # 3000 -> 10000 -> stop (worse); then refine around 3000 inside 1000..10000.
+    assert _lams(result) == [100.0, 1000.0, 3000.0, 10000.0, 2080.0, 4480.0, 1440.0, 6690.0]
+    assert result.record["hyperparameters"]["lam"] == 4480.0  # nearest 5000
+
+
+def test_refinement_takes_one_point_per_gap_on_large_data(low_rank, monkeypatch) -> None:
+    # small_data=10: the 2,113 ratings count as large; geometric means 31.6 and 316 only.
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(100.0))
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid={"lam": (10.0, 100.0, 1000.0)},
+        overrides=FAST_AUTOREC,
+        search=SearchPolicy(small_data=10),
+    )
+    assert _lams(result) == [10.0, 100.0, 1000.0, 316.0, 31.6]  # 316 is nearer after rounding
+    assert result.record["search"] == {"small_data": False, "refine_fits": 2, "stage_fits": 0}
+
+
+def test_refinement_is_deterministic_and_off_without_a_policy(low_rank, monkeypatch) -> None:
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(60.0))
+    kwargs = dict(seed=0, grid={"lam": (10.0, 100.0, 1000.0)}, overrides=FAST_AUTOREC)
+    a = run_protocol(low_rank, "i-autorec", search=SearchPolicy(), **kwargs)
+    b = run_protocol(low_rank, "i-autorec", search=SearchPolicy(), **kwargs)
+    assert a.candidates == b.candidates and a.record["test_rmse"] == b.record["test_rmse"]
+    # No policy (autorec reproduce) or adapt=False (--lambdas, --no-refine): the grid as given.
+    plain = run_protocol(low_rank, "i-autorec", **kwargs)
+    assert _lams(plain) == [10.0, 100.0, 1000.0] and "search" not in plain.record
+    off = run_protocol(low_rank, "i-autorec", search=SearchPolicy(adapt=False), **kwargs)
+    assert _lams(off) == [10.0, 100.0, 1000.0]
+
+
+def test_small_data_stage_tries_k_at_the_best_lambda_unless_k_is_fixed(
+    low_rank, monkeypatch
+) -> None:
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(100.0))
+    fast = {"n_epochs": 2, "patience": 1}
+    grid = {"lam": (10.0, 100.0)}
+    result = run_protocol(
+        low_rank, "i-autorec", seed=0, grid=grid, overrides=fast, search=SearchPolicy()
+    )
+    staged = [c.get("hidden") for c in result.candidates if "hidden" in c]
+    assert staged == [(100,), (300,)]
+    assert all(c["lam"] == 100.0 for c in result.candidates if "hidden" in c)
+    # Large data (the rule is about the training part's size): no stage.
+    big = SearchPolicy(small_data=10)
+    result = run_protocol(low_rank, "i-autorec", seed=0, grid=grid, overrides=fast, search=big)
+    assert not any("hidden" in c for c in result.candidates)
+    # k fixed on the command line (--hidden): never staged.
+    result = run_protocol(
+        low_rank,
+        "i-autorec",
+        seed=0,
+        grid=grid,
+        overrides={**fast, "hidden": (4,)},
+        search=SearchPolicy(),
+    )
+    assert not any("hidden" in c for c in result.candidates)
+
+
+def test_simpler_model_check_reports_the_bias_baseline_when_it_is_not_beaten(
+    low_rank_split,
+) -> None:
+    # The tuned bias baseline's validation RMSE on this split is between these two numbers.
+    wins = simpler_model_check("i-autorec", low_rank_split, 5.0, {})
+    assert wins is not None and wins["model"] == "bias" and wins["tuned_val_rmse"] == 5.0
+    assert 0.0 < wins["val_rmse"] < 5.0
+    assert set(wins["hyperparameters"]) == {"reg_user", "reg_item"}
+    assert simpler_model_check("i-autorec", low_rank_split, 0.0, {}) is None
+    assert simpler_model_check("bias", low_rank_split, 5.0, {}) is None  # itself
+
+
+def test_protocol_records_when_the_simpler_model_wins(low_rank) -> None:
+    # One epoch of I-AutoRec with 2 hidden units cannot beat the tuned bias baseline.
+    weak = {"hidden": (2,), "n_epochs": 1, "patience": 1}
+    result = run_protocol(
+        low_rank, "i-autorec", seed=0, grid={}, overrides=weak, search=SearchPolicy()
+    )
+    wins = result.record["simpler_model_wins"]
+    assert wins is not None and wins["val_rmse"] <= result.record["val_rmse"]
+    assert wins["tuned_val_rmse"] == result.record["val_rmse"]
+
+
+def test_refined_protocol_beats_or_ties_the_coarse_one_on_synthetic_data() -> None:
+    # Real fits, no stand-in: a 300 x 200 set of 1..5 stars; the refined search holds the coarse
+    # grid's points, so its validation RMSE can only be lower or equal, and it should find a
+    # better lambda between the coarse points.
+    ratings = synthetic_ratings(200, 150, 5_000, seed=3, noise=0.6)
+    split = paper_split(ratings, seed=0)
+    kwargs = dict(
+        seed=0,
+        grid={"lam": (1.0, 100.0, 10000.0)},
+        overrides={"hidden": (8,), "n_epochs": 40, "patience": 5},
+        split=split,
+    )
+    coarse = run_protocol(ratings, "i-autorec", **kwargs)
+    # A budget of 2 fits keeps the test short: the two points nearest the coarse optimum.
+    refined = run_protocol(ratings, "i-autorec", search=SearchPolicy(max_fits=2), **kwargs)
+    assert refined.candidates[:3] == coarse.candidates
+    assert refined.record["val_rmse"] <= coarse.record["val_rmse"]
+    assert len(refined.candidates) == 5
