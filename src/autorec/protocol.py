@@ -68,6 +68,7 @@ import math
 import multiprocessing
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -392,7 +393,7 @@ def run_protocol(
         }
         if pool is not None and len(tasks) > 1:
             futures = {n: pool.submit(_fit_in_worker, task) for n, task in tasks.items()}
-            fitted = {n: future.result() for n, future in futures.items()}
+            fitted = {n: _from_worker(future.result()) for n, future in futures.items()}
         else:
             fitted = {
                 n: _fit_point(task, split.train, split.val, progress) for n, task in tasks.items()
@@ -622,9 +623,28 @@ def _init_worker(train: Ratings, val: Ratings) -> None:
     _WORKER_SPLIT[:] = [train, val]
 
 
-def _fit_in_worker(task: _PointFit) -> tuple[float, FitHistory, Recommender | None, float]:
+def _fit_in_worker(task: _PointFit) -> tuple[float, FitHistory, str | None, float]:
+    """:func:`_fit_point` in a worker; a kept model comes back as a saved model folder (a model
+    does not pickle: its activations are module-level lambdas), which the parent loads."""
     train, val = _WORKER_SPLIT
-    return _fit_point(task, train, val, None)
+    val_rmse, history, model, seconds = _fit_point(task, train, val, None)
+    folder = None
+    if model is not None:
+        folder = str(Path(tempfile.mkdtemp(prefix="autorec-point-")) / "model")
+        model.save(folder)
+    return val_rmse, history, folder, seconds
+
+
+def _from_worker(
+    result: tuple[float, FitHistory, str | None, float],
+) -> tuple[float, FitHistory, Recommender | None, float]:
+    val_rmse, history, folder, seconds = result
+    model = None
+    if folder is not None:
+        model = Recommender.load(folder)
+        model.history = history
+        shutil.rmtree(Path(folder).parent, ignore_errors=True)
+    return val_rmse, history, model, seconds
 
 
 def _worker_pool(jobs: int, split: Split) -> ProcessPoolExecutor:
