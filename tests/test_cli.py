@@ -343,3 +343,16 @@ def test_relevance_outside_the_scale_is_refused_before_training(ratings_file, ca
     argv = ["evaluate", *_data_args(ratings_file), "--model", "pop", "--metrics", "ndcg@10"]
     assert main([*argv, "--relevance", "7", "--quiet"]) == 2
     assert "outside the rating scale" in capsys.readouterr().err
+
+
+def test_evaluate_fits_the_ranking_head_only_for_ranking_metrics(ratings_file, tmp_path) -> None:
+    # The head (on by default for I-AutoRec) changes no rating, so an RMSE-only evaluation skips
+    # it; with a ranking metric the tested model gets one, chosen on validation.
+    base = ["evaluate", *_data_args(ratings_file), "--model", "i-autorec", "--runs", "1"]
+    base += ["--quiet", "--lambdas", "1", "--set", "n_epochs=3", "--set", "rank_epochs=2"]
+    for metrics, has_head in (("rmse", False), ("rmse,ndcg@5", True)):
+        js = tmp_path / f"{metrics}.json"
+        assert main([*base, "--metrics", metrics, "--json", str(js)]) == 0
+        payload = json.loads(js.read_text())
+        assert ("ranking_head" in payload["runs"][0]) is has_head
+        assert payload["config"]["ranking_head"] is (False if not has_head else None)

@@ -157,7 +157,7 @@ def _grid(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, tupl
 
 def run(args: argparse.Namespace) -> int:
     from autorec.evaluation import summary_ci95
-    from autorec.models import make_model
+    from autorec.models import get_model_class, make_model
     from autorec.protocol import run_protocol
     from autorec.search import SearchPolicy
 
@@ -173,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
     if args.relevance is not None and not ranking_metrics:
         raise ConfigError("--relevance sets the threshold of ranking metrics; --metrics has none")
     check_output_file(args.json, "--json")
+    fields = get_model_class(args.model).config_class.__dataclass_fields__
+    if not ranking_metrics and "ranking_head" in fields and "ranking_head" not in overrides:
+        # I-AutoRec's ranking head changes no rating: an evaluation without ranking metrics
+        # would fit it for nothing.
+        overrides["ranking_head"] = False
     # The full configuration (defaults included); tuned fields show their per-run choice in runs.
     config = make_model(args.model, **overrides).config
     reporter = args.progress
