@@ -83,3 +83,27 @@ class LeanRprop(torch.optim.Optimizer):
                     flat_p[start:end].addcmul_(sign.to(p.dtype), step, value=-1)
                     flat_prev[start:end].copy_(sign)
         return loss
+
+
+class RestartingLBFGS(torch.optim.LBFGS):
+    """``torch.optim.LBFGS`` that forgets its curvature pairs when a step leaves the parameters
+    where they were, so the next step starts again from steepest descent.
+
+    Called once per epoch (``max_iter=1``), torch's L-BFGS can stall for good: when the strong
+    Wolfe search finds no acceptable point it returns a zero step, the stored pairs do not
+    change, and every later call repeats the same failed search (a two-layer I-AutoRec on the
+    test suite's synthetic data froze at epoch 8, the kernelised net on ML-100k at epoch 17:
+    docs/experiments.md, "Kernelised AutoRec"). SciPy's
+    L-BFGS-B, which the kernelNet authors ran in rounds of 50 iterations, restarts its memory at
+    every round; restarting only on a stall keeps every step before one exactly as before.
+    Costs one copy of the parameters per step.
+    """
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        before = [p.detach().clone() for p in self.param_groups[0]["params"]]
+        loss = super().step(closure)
+        params = self.param_groups[0]["params"]
+        if all(torch.equal(a, p) for a, p in zip(before, params, strict=True)):
+            self.state.clear()
+        return loss

@@ -32,6 +32,8 @@ _RBM = dict(
 FAST: dict[str, dict[str, Any]] = {
     "i-autorec": _AUTOREC,
     "u-autorec": _AUTOREC,
+    # The registered kernelNet (two kernelised layers, L-BFGS), narrowed to 16 units.
+    "i-kernelnet": dict(hidden=(16, 16), lam=1.0, n_epochs=60, patience=10),
     "bias": {},
     "biased-mf": dict(rank=5, reg=0.05, n_epochs=8),
     "item-knn": dict(k=10, shrinkage=10.0),

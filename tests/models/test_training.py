@@ -76,7 +76,15 @@ def test_min_epochs_delays_the_stop() -> None:
 
 
 def test_iterative_is_the_config_class_not_a_field_name() -> None:
-    assert sorted(ITERATIVE) == ["biased-mf", "i-autorec", "i-rbm", "llorma", "u-autorec", "u-rbm"]
+    assert sorted(ITERATIVE) == [
+        "biased-mf",
+        "i-autorec",
+        "i-kernelnet",
+        "i-rbm",
+        "llorma",
+        "u-autorec",
+        "u-rbm",
+    ]
     for name in set(MODEL_NAMES) - set(ITERATIVE):
         assert not is_iterative(get_model_class(name).config_class)
 

@@ -64,6 +64,7 @@ from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError, ModelFitError
 from autorec.models import autorec_rank
 from autorec.models.base import BaseConfig, Recommender
+from autorec.models.kernel import kernel_of, kernelise, raw_weight
 from autorec.models.sparse import (
     BlockedRows,
     GradientPool,
@@ -80,7 +81,7 @@ from autorec.models.training import (
     generator_rank_state,
     run_epochs,
 )
-from autorec.optim import LeanRprop
+from autorec.optim import LeanRprop, RestartingLBFGS
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,13 @@ class AutoRecConfig(IterativeConfig):
     lr: float | None = None
     batch_size: int = 256  # rows per minibatch (adam only; rprop and lbfgs are full-batch)
     input_dropout: float = 0.0  # denoising: drop observed inputs with this probability (0: paper)
+    # Kernelised (Sparse FC) weights, autorec.models.kernel: every weight matrix W is used as
+    # W * K with K[r, c] = max(0, 1 - ||a_r - b_c||^2) of learned kernel_dim-d vectors (Muller,
+    # Martel, Indiveri, ICML 2018: d = 5). 0: the paper's dense layers, bit for bit.
+    kernel_dim: int = 0
+    # Sparsity penalty kernel_lam / 2 * ||K||_F^2 per matrix (with kernel_dim > 0), on the same
+    # scale as lam: the authors' lambda_s = 0.013 against a halved squared error is 0.026 here.
+    kernel_lam: float = 0.0
     engine: Literal["auto", "sparse", "dense"] = "auto"
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
     # "fp32"; "tf32" lets CUDA matmuls use TensorFloat-32; "bf16" runs the dense matrix products
@@ -185,6 +193,10 @@ class AutoRecConfig(IterativeConfig):
             raise ConfigError(f"warm_retrain_epochs must be >= 0, got {self.warm_retrain_epochs}")
         if not 0.0 <= self.input_dropout < 1.0:
             raise ConfigError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
+        if self.kernel_dim < 0:
+            raise ConfigError(f"kernel_dim must be >= 0 (0: dense layers), got {self.kernel_dim}")
+        if not (self.kernel_lam >= 0 and math.isfinite(self.kernel_lam)):
+            raise ConfigError(f"kernel_lam must be a finite number >= 0, got {self.kernel_lam}")
         if self.precision not in ("fp32", "tf32", "bf16"):
             raise ConfigError(f"precision must be fp32, tf32 or bf16, got {self.precision!r}")
         if self.engine not in ("auto", "sparse", "dense"):
@@ -202,11 +214,17 @@ class AutoRecConfig(IterativeConfig):
         with their pre-activations (8 bytes per unit), plus a few float buffers per training
         rating; the training matrix: row, column and value of every rating in two layouts;
         with ``ranking_head``, the head's dense target, batch and weights (trained after the
-        rating model, so this overstates the peak a little).
+        rating model, so this overstates the peak a little); with ``kernel_dim``, the kernel
+        vectors as parameters and four floats per weight cell (K, the distances, W * K).
         """
         widths = (*self.hidden, n_cols)
         n_params = n_cols * self.hidden[0] + self.hidden[0]  # V, mu
         n_params += sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        # (rows, cols) of every weight matrix: V^T, the middle layers', W
+        shapes = [(n_cols, self.hidden[0]), *zip(widths[1:], widths[:-1], strict=True)]
+        if self.kernel_dim:
+            # One kernel vector per row and per column of every weight matrix.
+            n_params += self.kernel_dim * sum(a + b for a, b in shapes)
         optimiser = {"rprop": 5, "adam": 8, "lbfgs": 172}[self.optimizer]
         step_rows = n_rows if self.optimizer != "adam" else min(n_rows, self.batch_size)
         step_ratings = n_ratings if self.optimizer != "adam" else n_ratings * step_rows // n_rows
@@ -217,6 +235,9 @@ class AutoRecConfig(IterativeConfig):
             "activations": 8 * step_rows * sum(self.hidden) + 32 * step_ratings,
             "training matrix": 40 * n_ratings,
         }
+        if self.kernel_dim:
+            # K, W * K and the distances, kept for the backward pass, per weight cell.
+            parts["kernel"] = 16 * sum(a * b for a, b in shapes)
         if autorec_rank.head_wanted(self):
             # The dense user x item target, the logits of one batch of users with their softmax
             # and gradient, and V, W with gradients and Adam's two moments (autorec_rank).
@@ -290,6 +311,10 @@ class AutoRecNet(nn.Module):
     Both sparse-facing matrices are stored with one row per input/output coordinate:
     ``encoder`` = V^T (n_cols x k_1) and ``decoder`` = W (n_cols x k_L), so that the sparse
     products index rows and a distributed run can shard them by rows.
+
+    With ``kernel_dim > 0`` every weight matrix is kernelised (:mod:`autorec.models.kernel`):
+    reading ``encoder``, ``decoder`` or a middle weight returns the effective ``W * K``, so the
+    forward code is the same for both; the raw matrices are what :meth:`weights` returns.
     """
 
     def __init__(
@@ -300,6 +325,7 @@ class AutoRecNet(nn.Module):
         g: str,
         out_range: tuple[float, float],
         generator: torch.Generator,
+        kernel_dim: int = 0,
     ) -> None:
         super().__init__()
         k1, k_last = hidden[0], hidden[-1]
@@ -319,6 +345,16 @@ class AutoRecNet(nn.Module):
         )
         self.decoder = uniform((n_cols, k_last), k_last)  # W
         self.decoder_bias = nn.Parameter(torch.zeros(n_cols))  # b
+        # (module, attribute) of every weight matrix, in the order weights() lists them.
+        self._weight_slots: list[tuple[nn.Module, str]] = [
+            (self, "encoder"),
+            *((self.middle_weights, str(i)) for i in range(len(self.middle_weights))),
+            (self, "decoder"),
+        ]
+        if kernel_dim:
+            # Drawn after every dense weight, so the dense draws match an unkernelised net's.
+            for module, name in self._weight_slots:
+                kernelise(module, name, kernel_dim, generator)
         self.f_name, self.g_name = f, g
         self.f, self.g = ACTIVATIONS[f], ACTIVATIONS[g]
         low, high = out_range
@@ -369,8 +405,16 @@ class AutoRecNet(nn.Module):
         return self._output(codes @ self.decoder.t() + self.decoder_bias)
 
     def weights(self) -> list[nn.Parameter]:
-        """The weight matrices the penalty covers: V, the middle layers', W (never biases)."""
-        return [self.encoder, *self.middle_weights, self.decoder]
+        """The weight matrices the penalty covers: V, the middle layers', W (never biases);
+        the raw matrices of a kernelised net, not ``W * K``."""
+        return [raw_weight(module, name) for module, name in self._weight_slots]
+
+    def kernel_penalty(self) -> torch.Tensor | None:
+        """``sum ||K||_F^2`` over the kernelised matrices (a graph node), None without kernels."""
+        kernels = [kernel_of(module, name) for module, name in self._weight_slots]
+        if kernels[0] is None:
+            return None
+        return sum(k.kernel().pow(2).sum() for k in kernels if k is not None)
 
     @torch.no_grad()
     def weight_sq_norm(self) -> float:
@@ -413,7 +457,9 @@ class AutoRec(Recommender):
 
     @property
     def model_name(self) -> str:
-        return "i-autorec" if self.config.variant == "item" else "u-autorec"
+        if self.config.variant == "user":
+            return "u-autorec"
+        return "i-kernelnet" if self.config.kernel_dim else "i-autorec"
 
     # -- orientation helpers -----------------------------------------------------------------
     def _rows_cols(
@@ -483,7 +529,9 @@ class AutoRec(Recommender):
         generator = torch.Generator().manual_seed(cfg.seed)
         n_rows, n_cols = self._shape()
         self._check_memory(n_rows, n_cols, train.n_ratings, device)
-        self.net = AutoRecNet(n_cols, cfg.hidden, cfg.f, cfg.g, train.rating_scale, generator)
+        self.net = AutoRecNet(
+            n_cols, cfg.hidden, cfg.f, cfg.g, train.rating_scale, generator, cfg.kernel_dim
+        )
         start, self._start_weights = getattr(self, "_start_weights", None), None
         with torch.no_grad():
             if start is not None:
@@ -530,7 +578,7 @@ class AutoRec(Recommender):
         if cfg.optimizer == "rprop":
             opt: torch.optim.Optimizer = LeanRprop(params, lr=lr)
         elif cfg.optimizer == "lbfgs":
-            opt = torch.optim.LBFGS(
+            opt = RestartingLBFGS(
                 params, lr=lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe"
             )
         else:
@@ -666,7 +714,15 @@ class AutoRec(Recommender):
             sse = float(data.detach())
         coef = weight_share * self.config.lam
         self.net.add_weight_decay(coef)
-        return sse + 0.5 * coef * self.net.weight_sq_norm(), sse
+        objective = sse + 0.5 * coef * self.net.weight_sq_norm()
+        sparsity = weight_share * self.config.kernel_lam
+        if sparsity:
+            kernel_sq = self.net.kernel_penalty()
+            if kernel_sq is not None:
+                penalty = 0.5 * sparsity * kernel_sq
+                penalty.backward()
+                objective += float(penalty.detach())
+        return objective, sse
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.config.precision != "bf16":
@@ -998,7 +1054,13 @@ class AutoRec(Recommender):
         self.device = resolve_device(cfg.device if cfg.device != "cuda" else "auto")
         n_rows, n_cols = self._shape()
         self.net = AutoRecNet(
-            n_cols, cfg.hidden, cfg.f, cfg.g, self.rating_scale, torch.Generator().manual_seed(0)
+            n_cols,
+            cfg.hidden,
+            cfg.f,
+            cfg.g,
+            self.rating_scale,
+            torch.Generator().manual_seed(0),
+            cfg.kernel_dim,
         )
         net_state = {
             k: torch.from_numpy(v)
