@@ -7,11 +7,12 @@
 Each variant is one ``autorec evaluate --dataset D --model M --runs N --json F --quiet
 --threads T`` subprocess, run one after the other in the same conditions:
 
-* ``old``: ``--no-prune --jobs 1`` (every grid point to its end, one process: the protocol
-  before pruning existed);
-* ``prune``: pruning, one process (``--jobs 1``);
-* ``new``: pruning and ``--jobs J`` (default 2: grid points in parallel processes, one torch
-  thread each).
+* ``old``: ``--no-prune --jobs 1 --no-refine`` (every grid point to its end, one process, the
+  grid as given: the protocol before pruning and the adaptive search existed);
+* ``prune``: pruning, one process, the grid as given (``--jobs 1 --no-refine``);
+* ``parallel``: pruning and ``--jobs J``, the grid as given (``--no-refine``);
+* ``new``: today's defaults with ``--jobs J`` (default 2: grid points in parallel processes, one
+  torch thread each): pruning and the adaptive search (lambda refinement adds fits).
 
 Reported per variant: wall seconds of the whole command and the CPU seconds of it and its
 worker processes (the work done, which a shared machine can compare), the chosen lambda of every
@@ -42,14 +43,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
-    "old": ["--no-prune", "--jobs", "1"],
-    "prune": ["--jobs", "1"],
-    "new": None,  # --jobs J, filled in from the arguments
+    "old": ["--no-prune", "--jobs", "1", "--no-refine"],
+    "prune": ["--jobs", "1", "--no-refine"],
+    "parallel": ["--no-refine"],  # --jobs J added from the arguments
+    "new": [],  # --jobs J added from the arguments
 }
 
 
 def run_variant(name: str, args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
-    extra = VARIANTS[name] if VARIANTS[name] is not None else ["--jobs", str(args.jobs)]
+    extra = (
+        VARIANTS[name]
+        if "--jobs" in VARIANTS[name]
+        else [*VARIANTS[name], "--jobs", str(args.jobs)]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "evaluate.json"
         command = [
