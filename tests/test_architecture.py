@@ -11,11 +11,19 @@ import autorec
 
 SRC = Path(autorec.__file__).resolve().parent
 
-FOUNDATION = {"errors", "atomic", "optim", "distributed", "autorec"}  # "autorec": __version__
+FOUNDATION = {
+    "errors",
+    "atomic",
+    "optim",
+    "distributed",
+    "textconfig",
+    "autorec",
+}  # "autorec": __version__
 METRICS = {"evaluation", "ranking"}
 # docs/architecture.md, "The layers": top-level part of autorec -> what it may import.
 ALLOWED: dict[str, set[str]] = {
     **{name: {"autorec"} for name in FOUNDATION},
+    "textconfig": {"autorec", "errors"},  # its refusals are ConfigErrors
     "data": FOUNDATION,
     "evaluation": FOUNDATION | {"data"},
     "ranking": FOUNDATION | {"data", "evaluation"},

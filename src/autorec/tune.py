@@ -36,11 +36,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import logging
 import math
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +52,7 @@ from autorec.evaluation import evaluate
 from autorec.models import get_model_class, make_model
 from autorec.models.autorec import AutoRec
 from autorec.models.training import Progress, is_iterative
+from autorec.textconfig import read_config_file
 
 if TYPE_CHECKING:
     import optuna
@@ -291,16 +290,7 @@ def load_space(model_name: str, path: str | Path | None) -> ModelSpace:
     space = default_space(model_name)
     if path is not None:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"--space {path}: {exc.strerror or exc}") from None
-        try:
-            raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(
-                f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} ({exc})"
-            ) from None
+        raw = read_config_file(path, "--space")
         space = space_from_dict(raw, str(path), base=space)
     check_space(model_name, space, str(path) if path else f"default space of {model_name}")
     return space

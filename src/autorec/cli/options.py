@@ -14,13 +14,13 @@ import argparse
 import dataclasses
 import math
 import textwrap
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from autorec.errors import AutorecError, ConfigError
+from autorec.textconfig import parse_value, read_config_file
 
 
 class CliParser(argparse.ArgumentParser):
@@ -487,55 +487,6 @@ def search_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"prune": None if args.no_prune else DEFAULT_PRUNE, "jobs": args.jobs}
 
 
-def parse_value(text: str, hint: Any, where: str) -> Any:
-    """``text`` converted to the declared type ``hint`` of a config field; ``where`` names the
-    option in the error (``--epochs``, ``--set patience=x``)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        if type(None) in typing.get_args(hint) and text.strip().lower() in ("none", "null"):
-            return None
-        if len(options) == 1:
-            return parse_value(text, options[0], where)
-    elif origin is Literal:
-        for choice in typing.get_args(hint):
-            if text == str(choice):
-                return choice
-        choices = ", ".join(str(c) for c in typing.get_args(hint))
-        raise ConfigError(f"{where}: expected one of {choices}, got {text!r}")
-    elif origin is tuple:
-        args = typing.get_args(hint)
-        parts = [p.strip() for p in text.split(",")]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(parse_value(p, args[0], where) for p in parts)
-        if len(args) != len(parts):
-            raise ConfigError(f"{where}: expected {len(args)} comma-separated values, got {text!r}")
-        return tuple(parse_value(p, a, where) for p, a in zip(parts, args, strict=True))
-    elif hint is bool:
-        value = text.strip().lower()
-        if value in ("true", "1", "yes", "on"):
-            return True
-        if value in ("false", "0", "no", "off"):
-            return False
-        raise ConfigError(f"{where}: expected true or false, got {text!r}")
-    elif hint is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {text!r}") from None
-    elif hint is float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {text!r}")
-        return value
-    elif hint is str:
-        return text
-    raise ConfigError(f"{where}: a field of type {hint} cannot be set from the command line")
-
-
 def config_fields(model_name: str) -> dict[str, Any]:
     """Field name -> declared type of the config class of ``model_name``."""
     from autorec.models import get_model_class
@@ -562,19 +513,7 @@ def config_file_options(path: str, model_name: str, fields: dict[str, Any]) -> d
     """The config fields of a ``--config`` file (JSON, or TOML by its ``.toml`` suffix),
     converted like command-line values; an unknown key or field, a value of the wrong type or a
     config of another model is refused naming the file."""
-    import json
-    import tomllib
-
-    file = Path(path)
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: {exc.strerror or exc}") from None
-    try:
-        raw = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)
-    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
-        kind = "TOML" if file.suffix.lower() == ".toml" else "JSON"
-        raise ConfigError(f"{path}: not valid {kind} ({exc})") from None
+    raw = read_config_file(path, "--config")
     if not isinstance(raw, dict) or not isinstance(raw.get("options", {}), dict):
         raise ConfigError(f'{path}: expected {{"model": NAME, "options": {{FIELD: VALUE}}}}')
     unknown = sorted(set(raw) - set(CONFIG_FILE_KEYS))

@@ -56,7 +56,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import types
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -68,6 +67,7 @@ from autorec.data.split import holdout_validation
 from autorec.errors import ConfigError
 from autorec.models.base import BaseConfig, FitHistory, Recommender
 from autorec.models.training import is_iterative
+from autorec.textconfig import parse_value
 
 log = logging.getLogger(__name__)
 
@@ -158,54 +158,8 @@ def parse_member(spec: str) -> tuple[str, dict[str, Any]]:
                 f"member {spec!r}: model {name!r} has no field {key}; "
                 f"its fields: {', '.join(sorted(fields))}"
             )
-        overrides[key] = _convert(text.strip(), hints[key], f"member {spec!r}, {key}")
+        overrides[key] = parse_value(text.strip(), hints[key], f"member {spec!r}, {key}", sep="/")
     return name, overrides
-
-
-def _convert(text: str, hint: Any, where: str) -> Any:
-    """``text`` as a value of the config field type ``hint`` (the types config fields use)."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if type(None) in args and text.lower() in ("none", "null"):
-            return None
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1:
-            return _convert(text, options[0], where)
-    elif origin is Literal:
-        for choice in args:
-            if text == str(choice):
-                return choice
-        raise ConfigError(f"{where}: expected one of {', '.join(map(str, args))}, got {text!r}")
-    elif origin is tuple:
-        parts = text.split("/")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(p, args[0], where) for p in parts)
-        if len(parts) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values separated by /, got {text!r}")
-        return tuple(_convert(p, a, where) for p, a in zip(parts, args, strict=True))
-    elif hint is bool:
-        if text.lower() in ("true", "1", "yes", "on"):
-            return True
-        if text.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ConfigError(f"{where}: expected true or false, got {text!r}")
-    elif hint is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {text!r}") from None
-    elif hint is float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {text!r}")
-        return value
-    elif hint is str:
-        return text
-    raise ConfigError(f"{where}: a field of type {hint} cannot be set in a member spec")
 
 
 # -- blend weights ------------------------------------------------------------------------------
