@@ -368,16 +368,16 @@ def run_protocol(
     # tested setting gets one, fitted once on its validation-stopped model (epochs and beta
     # chosen on validation), then carried over to the retrained model (transfer_head).
     fields = get_model_class(model_name).config_class.__dataclass_fields__
+    config = model_config(model_name, **overrides)
     with_head = "ranking_head" in fields and autorec_rank.head_wanted(
-        model_config(model_name, **overrides),
-        distributed=DistEnv.from_environ().is_distributed,
+        config, distributed=DistEnv.from_environ().is_distributed
     )
     search_only: dict[str, Any] = {"ranking_head": False} if with_head else {}
-    model_class = get_model_class(model_name)
-    hands_over = model_class.retrain_overrides is not Recommender.retrain_overrides or bool(
-        overrides.get(
-            "warm_retrain_epochs", getattr(model_class.config_class, "warm_retrain_epochs", 0)
-        )
+    # A model with warm_retrain_epochs = N > 0 (AutoRec) continues from the validation-stopped
+    # weights for N epochs instead of training from scratch for the chosen number.
+    warm = int(getattr(config, "warm_retrain_epochs", 0))
+    hands_over = bool(warm) or (
+        get_model_class(model_name).retrain_overrides is not Recommender.retrain_overrides
     )
 
     def try_wave(wave: list[tuple[dict[str, Any], str]]) -> None:
@@ -494,12 +494,6 @@ def run_protocol(
         }
     if retrain:
         fixed = {**overrides, **search_only, **point}
-        # A model with warm_retrain_epochs = N > 0 (AutoRec) continues from the validation-stopped
-        # weights for N epochs instead of training from scratch for the chosen number.
-        config_class = get_model_class(model_name).config_class
-        warm = int(
-            fixed.get("warm_retrain_epochs", getattr(config_class, "warm_retrain_epochs", 0))
-        )
         if iterative and history.best_epoch:
             fixed["n_epochs"] = warm or history.best_epoch
             chosen["n_epochs"] = fixed["n_epochs"]
