@@ -186,6 +186,12 @@ def test_small_data_stage_tries_k_at_the_best_lambda_unless_k_is_fixed(
         search=SearchPolicy(),
     )
     assert not any("hidden" in c for c in result.candidates)
+    # A registered variant's architecture (i-kernelnet: two kernelised layers of 500) is what
+    # the variant is, not a default to search: staging hidden = (100,) would make it one layer.
+    kernel = run_protocol(
+        low_rank, "i-kernelnet", seed=0, grid=grid, overrides=fast, search=SearchPolicy()
+    )
+    assert not any("hidden" in c for c in kernel.candidates)
 
 
 def test_simpler_model_check_reports_the_bias_baseline_when_it_is_not_beaten(

@@ -43,7 +43,7 @@ from typing import Any
 from autorec.data.split import Split
 from autorec.errors import ConfigError
 from autorec.evaluation import evaluate
-from autorec.models import get_model_class, make_model
+from autorec.models import get_model_class, make_model, preset_fields, tuning_grid
 from autorec.models.autorec import AutoRec
 from autorec.models.biased_mf import BiasedMF
 
@@ -230,9 +230,12 @@ def adapt_search(
     if not done["small_data"]:
         return done
     fields = get_model_class(model_name).config_class.__dataclass_fields__
+    preset = preset_fields(model_name)
     for key, values in _table(SMALL_DATA_STAGE, model_name).items():
-        if key not in fields or key in grid or key in fixed:
-            continue  # searched by the grid already, or fixed by the caller
+        if key not in fields or key in grid or key in fixed or key in preset:
+            # searched by the grid already, fixed by the caller, or part of what the registered
+            # variant is (i-kernelnet's two layers of 500 are its architecture, not a default)
+            continue
         start, default = best()[1], fields[key].default
         for value in values:
             if value != default:
@@ -257,7 +260,7 @@ def simpler_model_check(
     if model_name in NOT_COMPARED or split.val is None:
         return None
     shared = {k: overrides[k] for k in ("fallback", "seed") if k in overrides}
-    grid = get_model_class(BASELINE).tuning_grid
+    grid = tuning_grid(BASELINE)
     keys = sorted(grid)
     scored = []
     for values in itertools.product(*(grid[k] for k in keys)):

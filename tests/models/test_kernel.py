@@ -175,3 +175,14 @@ def test_fit_on_low_rank_data_beats_its_start(low_rank) -> None:
     assert test < first - 0.1
     kernels = [k.kernel() for k in model.net.modules() if isinstance(k, KernelWeight)]
     assert min(float(k.detach().min()) for k in kernels) < 0.99
+
+
+def test_i_kernelnet_searches_its_own_lambda_grid() -> None:
+    # The preset's grid (models/__init__.py: the authors' lam 120, 2x each way, and 30 for
+    # small data), not AutoRec's 8 values tuned for one-layer I-AutoRec; plain I-AutoRec keeps
+    # its class grid.
+    from autorec.models import AutoRec, tuning_grid
+
+    assert tuning_grid("i-kernelnet") == {"lam": (30.0, 60.0, 120.0, 240.0)}
+    assert tuning_grid("i-autorec") == AutoRec.tuning_grid
+    assert 120.0 in tuning_grid("i-kernelnet")["lam"]  # the registered default is searched

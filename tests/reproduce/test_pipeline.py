@@ -12,7 +12,15 @@ from autorec.cli import main
 from autorec.data import load_dataset
 from autorec.evaluation import mean_ci95
 from autorec.protocol import run_protocol
-from autorec.reproduce import LOCK_GRACE_SECONDS, TABLES, CellStore, Plan, reproduce
+from autorec.reproduce import (
+    DEFAULT_TABLES,
+    LOCK_GRACE_SECONDS,
+    TABLES,
+    CellStore,
+    Plan,
+    report_cells,
+    reproduce,
+)
 
 from .helpers import fake_cell, fake_runner, write_lock
 
@@ -30,9 +38,10 @@ def test_quick_end_to_end_report_json_and_figures_agree(tmp_path, capsys) -> Non
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
-    assert results["tables"] == list(TABLES)
+    # A plain reproduce runs the paper's tables only; "beyond" (issue 18) runs when named.
+    assert results["tables"] == list(DEFAULT_TABLES) and "beyond" not in DEFAULT_TABLES
     assert results["quick"] is True and results["runs"] == 2
-    for table in TABLES:
+    for table in DEFAULT_TABLES:
         assert results[table], table
         for entry in results[table]:
             assert {"model", "test_rmse_mean", "test_rmse_ci95", "n_runs", "paper"} <= set(entry)
@@ -219,3 +228,47 @@ def test_reproduce_runs_every_paper_row_with_the_constant_fallback(tiny, tmp_pat
     reproduce(tiny, plan, tmp_path, command="t", runner=runner)
     assert set(seen) >= {"i-autorec", "biased-mf", "u-autorec", "llorma", "bias"}
     assert set(seen.values()) == {"constant"}
+
+
+def test_beyond_table_shows_published_numbers_apart_and_searches_each_models_grid(
+    tiny, tmp_path
+) -> None:
+    grids: dict[str, dict] = {}
+
+    def runner(ratings, model, *, seed, overrides, grid):
+        grids[model] = grid
+        out = fake_runner([])(ratings, model, seed=seed, overrides=overrides, grid=grid)
+        # A search that covered the grid, so the stored cell is current (not rerun as stale).
+        out.record["candidates"] = [{"lam": v} for v in grid.get("lam", ())]
+        return out
+
+    # Named ml-1m so the paper's and the published columns have values (the fits are fake).
+    plan = Plan(dataset="ml-1m", tables=("beyond",), runs=2)
+    results = reproduce(tiny, plan, tmp_path, command="t", runner=runner).results
+    # (the paper's tables join the report too: its I-AutoRec cells are theirs)
+    assert results["tables"][-1] == "beyond"
+    by_model = {e["name"]: e for e in results["beyond"]}
+    assert by_model["i-autorec"]["paper"] == 0.831 and by_model["i-autorec"]["published"] is None
+    # kernelNet's own single-split number (Muller et al. 2018) is not the paper's column.
+    kernel = by_model["i-kernelnet"]
+    assert kernel["paper"] is None and kernel["verdict"] == "no paper value"
+    assert kernel["published"] == 0.824 and "one 90/10 split" in kernel["published_protocol"]
+    assert grids["i-kernelnet"] == {"lam": (30.0, 60.0, 120.0, 240.0)}  # its own grid
+    report = (tmp_path / "report.md").read_text()
+    assert "| published (own protocol) |" in report
+    assert "0.824 [1]" in report and "[1] 0.824: Muller et al. 2018: one 90/10 split." in report
+
+
+def test_beyond_table_joins_a_report_only_when_one_of_its_own_rows_ran(tiny, tmp_path) -> None:
+    # The paper's tables ran: the beyond table's I-AutoRec row shares their cells, which alone
+    # must not put a table nobody asked for into the report.
+    paper = Plan(dataset="synthetic:tiny", tables=("table_1a",), runs=1, quick=True)
+    reproduce(tiny, paper, tmp_path, command="t", runner=fake_runner([]))
+    store = CellStore(tmp_path, paper)
+    shown, _ = report_cells(store, paper)
+    assert "table_1a" in shown.tables and "beyond" not in shown.tables
+    beyond = Plan(dataset="synthetic:tiny", tables=("beyond",), runs=1, quick=True)
+    reproduce(tiny, beyond, tmp_path, command="t", runner=fake_runner([]), report_only=False)
+    shown, _ = report_cells(store, paper)
+    assert shown.tables[-1] == "beyond"
+    assert "beyond" in TABLES

@@ -144,9 +144,9 @@ def _test_line(record: dict[str, Any], rating: tuple[str, ...], ranking: tuple) 
 
 
 def _grid(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, tuple]:
-    from autorec.models import get_model_class
+    from autorec.models import tuning_grid
 
-    grid = dict(get_model_class(args.model).tuning_grid)
+    grid = tuning_grid(args.model)
     if args.lambdas is not None:
         if "lam" not in grid:
             raise ConfigError(f"model {args.model!r} has no option lambdas (it has no lambda)")

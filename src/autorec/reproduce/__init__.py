@@ -19,15 +19,26 @@ checks the pipeline in minutes; its numbers are not comparable with the paper's.
 """
 
 from autorec.reproduce.cells import Cell, Plan, setting_id, stale_reason
-from autorec.reproduce.experiments import EXPERIMENTS, PAPER, QUICK_RUNS, TABLES, TITLES, Row
+from autorec.reproduce.experiments import (
+    DEFAULT_TABLES,
+    EXPERIMENTS,
+    PAPER,
+    PUBLISHED,
+    QUICK_RUNS,
+    TABLES,
+    TITLES,
+    Row,
+)
 from autorec.reproduce.pipeline import ReproduceResult, report_cells, reproduce
 from autorec.reproduce.report import summarise, verdict, write_report
 from autorec.reproduce.store import LOCK_GRACE_SECONDS, CellStore
 
 __all__ = [
+    "DEFAULT_TABLES",
     "EXPERIMENTS",
     "LOCK_GRACE_SECONDS",
     "PAPER",
+    "PUBLISHED",
     "QUICK_RUNS",
     "TABLES",
     "TITLES",

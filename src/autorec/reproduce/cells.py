@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from autorec.models import get_model_class, make_model
+from autorec.models import get_model_class, make_model, tuning_grid
 from autorec.models.training import is_iterative
 from autorec.protocol import needs_extension
-from autorec.reproduce.experiments import PAPER_FALLBACK, QUICK_EPOCHS, TABLES, Row, rows
+from autorec.reproduce.experiments import DEFAULT_TABLES, PAPER_FALLBACK, QUICK_EPOCHS, Row, rows
 
 
 def _canonical(model: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +47,7 @@ class Plan:
     """What a reproduce run covers: the data set name, tables, seeds and the quick switch."""
 
     dataset: str
-    tables: tuple[str, ...] = TABLES
+    tables: tuple[str, ...] = DEFAULT_TABLES
     runs: int = 5
     quick: bool = False
     models: tuple[str, ...] | None = None  # only the rows of these registered models
@@ -91,7 +91,7 @@ def cell_grid(cell: Cell, quick: bool) -> dict[str, tuple[Any, ...]]:
     if quick:
         return {}
     fixed = dict(cell.overrides)
-    grid = get_model_class(cell.model).tuning_grid
+    grid = tuning_grid(cell.model)
     return {k: v for k, v in grid.items() if k not in fixed}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from autorec.data.ratings import Ratings
 from autorec.protocol import run_protocol
 from autorec.reproduce.cells import Plan, setting_id
-from autorec.reproduce.experiments import TABLES, rows
+from autorec.reproduce.experiments import DEFAULT_TABLES, EXPERIMENTS, TABLES, rows
 from autorec.reproduce.figures import pyplot
 from autorec.reproduce.report import write_report
 from autorec.reproduce.schedule import run_cells
@@ -50,8 +50,18 @@ def report_cells(store: CellStore, plan: Plan) -> tuple[Plan, dict[str, dict[str
 
 
 def _has_any(plan: Plan, table: str, cells: dict[str, dict[str, Any]]) -> bool:
+    """Whether a row of ``table`` has a finished cell. A table run only on request (``beyond``)
+    counts only the rows no default table has: its I-AutoRec reference row shares the cells of
+    Table 1, and those alone do not put a table nobody asked for into the report."""
+    shared: set[str] = set()
+    if not EXPERIMENTS[table].default:
+        shared = {
+            setting_id(r.model, r.overrides) for t in DEFAULT_TABLES for r in rows(t, plan.quick)
+        }
     for row in rows(table, plan.quick):
         sid = setting_id(row.model, row.overrides)
+        if sid in shared:
+            continue
         if any(f"{sid}/seed{s}" in cells for s in range(plan.runs)):
             return True
     return False
