@@ -10,14 +10,14 @@ from typing import Any
 from autorec.cli.options import (
     add_command,
     add_dataset_arguments,
+    add_grid_run_arguments,
     add_model_arguments,
-    add_search_arguments,
     dataset_from_args,
     fixed_splits,
     floats,
+    grid_run_options,
     model_overrides,
     positive_int,
-    search_options,
     split_choice,
 )
 from autorec.cli.outputs import (
@@ -90,7 +90,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="test the validation-stopped model instead of retraining on train+val",
     )
-    add_search_arguments(g)
+    add_grid_run_arguments(g)
     g.add_argument("--json", metavar="FILE", help="write all runs and the summary as JSON (below)")
     m = p.add_argument_group("metrics")
     m.add_argument(
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
             progress=reporter.phase_hook(f"{name}: ") if reporter is not None else None,
             ranking=ranking_metrics,
             relevance=args.relevance,
-            **search_options(args),
+            **grid_run_options(args),
             search=search,
         )
         if fold is not None:

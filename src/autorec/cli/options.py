@@ -462,8 +462,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_search_arguments(group: Any) -> None:
-    """``--jobs`` and ``--no-prune``: how the protocol runs its validation grid."""
+def add_grid_run_arguments(group: Any) -> None:
+    """``--jobs`` and ``--no-prune``: HOW the protocol runs its validation grid (processes,
+    pruning), which never changes the choice; WHAT it searches (the adaptive policy,
+    ``--no-refine``) is :class:`autorec.search.SearchPolicy`."""
     group.add_argument(
         "--jobs",
         type=positive_int,
@@ -480,7 +482,7 @@ def add_search_arguments(group: Any) -> None:
     )
 
 
-def search_options(args: argparse.Namespace) -> dict[str, Any]:
+def grid_run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``prune`` and ``jobs`` keywords of :func:`autorec.protocol.run_protocol`."""
     from autorec.protocol import DEFAULT_PRUNE
 

@@ -11,11 +11,11 @@ from typing import Any
 from autorec.cli.options import (
     add_command,
     add_dataset_arguments,
-    add_search_arguments,
+    add_grid_run_arguments,
     dataset_from_args,
     dataset_stem,
+    grid_run_options,
     positive_int,
-    search_options,
 )
 from autorec.cli.outputs import check_output_dir
 
@@ -97,7 +97,7 @@ def register(subparsers: Any) -> None:
         help="run nothing: rewrite the report from the cells finished so far",
     )
     p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch")
-    add_search_arguments(p)
+    add_grid_run_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         plan,
         out_dir,
         command=command,
-        runner=functools.partial(run_protocol, **search_options(args)),
+        runner=functools.partial(run_protocol, **grid_run_options(args)),
         report_only=args.report_only,
     )
     results = outcome.results
