@@ -176,6 +176,29 @@ def test_test_set_is_scored_once_for_the_best_trial(monkeypatch: pytest.MonkeyPa
     assert result["test_rmse"] == pytest.approx(real(expected, split.test)["rmse"])
 
 
+def test_trials_and_the_retrain_fit_no_ranking_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """I-AutoRec fits its ranking head by default; it changes no rating, so a study scored by
+    RMSE leaves it out (every trial and the retrain), while best.json keeps the default."""
+    from autorec.models import autorec_rank
+
+    fitted: list[object] = []
+    real = autorec_rank.fit_ranking_head
+    monkeypatch.setattr(
+        autorec_rank, "fit_ranking_head", lambda *a, **k: fitted.append(a) or real(*a, **k)
+    )
+    split = _split()
+    make_model("i-autorec", hidden=(8,), n_epochs=2).fit(split.train, split.val)
+    assert fitted  # the default I-AutoRec does fit one: the patch sees it
+    fitted.clear()
+    settings = _settings(3)
+    study = _study(settings)
+    tune.run_study(study, settings, split)
+    best = tune.best_trial(study)
+    tune.score_best("i-autorec", best, split, seed=0)
+    assert fitted == []
+    assert "ranking_head" not in tune.best_config("i-autorec", best, {})["options"]
+
+
 # -- the budget across processes -----------------------------------------------------------------
 def _two_processes(
     storage: str, tmp_path: Path, ratings_file: Path, n_trials: int = 8

@@ -486,7 +486,7 @@ def run_study(
         options = {**settings.overrides, **config_options(settings.model_name, values)}
         options["seed"] = settings.seed
         trial.set_user_attr("config", _jsonable(options))
-        model = make_model(settings.model_name, **options)
+        model = make_model(settings.model_name, **rating_only(settings.model_name, options))
 
         def report(progress: Progress) -> None:
             if progress.best_val_rmse is None:
@@ -577,6 +577,16 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return min(complete, key=lambda t: (t.value, t.number))
 
 
+def rating_only(model_name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with I-AutoRec's ranking head off unless they set it: the head changes no
+    rating (autorec.models.autorec_rank), so a study scored by RMSE would fit it for nothing
+    (``autorec evaluate`` leaves it out the same way). best.json keeps the model's default."""
+    fields = get_model_class(model_name).config_class.__dataclass_fields__
+    if "ranking_head" in fields and "ranking_head" not in options:
+        return {**options, "ranking_head": False}
+    return options
+
+
 def best_options(model_name: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The config fields of ``trial`` (the seed left out: it is the command's)."""
     options = {k: v for k, v in trial.user_attrs["config"].items() if k != "seed"}
@@ -599,7 +609,7 @@ def score_best(
     if is_iterative(get_model_class(model_name).config_class) and best_epoch:
         options["n_epochs"] = best_epoch
     started = time.perf_counter()
-    model = make_model(model_name, **options)
+    model = make_model(model_name, **rating_only(model_name, options))
     fit_options = {"progress": progress} if progress is not None and best_epoch else {}
     model.fit(split.train.merge(split.val), **fit_options)
     metrics = evaluate(model, split.test)

@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from autorec.cli.options import (
+    SplitChoice,
     add_command,
     add_dataset_arguments,
     add_model_arguments,
     dataset_from_args,
-    dataset_stem,
+    fixed_splits,
     model_overrides,
     positive_int,
     positive_number,
+    split_choice,
 )
 from autorec.cli.outputs import check_output_dir
 from autorec.errors import ConfigError
@@ -25,6 +27,10 @@ EXAMPLES = """\
   autorec tune --dataset ml-1m --model i-autorec --trials 20
   autorec tune --dataset ml-100k --model biased-mf --trials 30 --space my-space.toml
   autorec tune --dataset ml-1m --model i-autorec --trials 20 --study ml1m   # resume it later
+  autorec tune --dataset ml-100k --split official:u1 --model i-autorec --trials 40 --threads 1
+  autorec evaluate --dataset ml-100k --split official:u1 --model i-autorec \\
+      --config runs/tune-ml-100k-u1-i-autorec/best.json      # the same train/validation/test
+  autorec tune --train a.csv --test b.csv --sep , --header --model biased-mf --trials 20
   autorec tune --dataset ml-1m --model i-autorec --trials 64 --no-test \\
       --storage postgresql://tuner@db-host/autorec --study shared     # on every machine
   autorec tune --dataset ml-1m --model i-autorec --trials 64 \\
@@ -44,13 +50,15 @@ def register(subparsers: Any) -> None:
         "tune",
         help="search a model's hyperparameters with Optuna (validation RMSE)",
         description="Run an Optuna study (TPE sampler, median pruner fed the validation RMSE "
-        "after every epoch) over the model's search space on the paper split of --seed: each "
-        "trial fits on train and early-stops on validation. After the study the best trial is "
-        "retrained on train + validation and scored on the test set once. Model options given "
-        "on the command line are fixed and not searched. Needs pip install 'autorec-cf[tune]'.",
+        "after every epoch) over the model's search space on the paper split of --seed, or on "
+        "one fixed split (--split official:FOLD, or --train FILE --test FILE; validation: 10% "
+        "of its train, drawn with --seed, as autorec evaluate draws it): each trial fits on "
+        "train and early-stops on validation. After the study the best trial is retrained on "
+        "train + validation and scored on the test set once. Model options given on the "
+        "command line are fixed and not searched. Needs pip install 'autorec-cf[tune]'.",
         examples=EXAMPLES,
     )
-    add_dataset_arguments(p)
+    add_dataset_arguments(p, fixed_splits=True)
     add_model_arguments(p)
     g = p.add_argument_group("study")
     g.add_argument(
@@ -72,10 +80,13 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--study",
         metavar="NAME",
-        help="study name; the same name resumes it (default from the data set, model and seed)",
+        help="study name; the same name resumes it (default from the data set, fold, model and "
+        "seed)",
     )
     g.add_argument(
-        "--output", metavar="DIR", help="output folder (default runs/tune-<dataset>-<model>/)"
+        "--output",
+        metavar="DIR",
+        help="output folder (default runs/tune-<dataset>[-<fold>]-<model>/)",
     )
     g.add_argument(
         "--timeout", type=positive_number, metavar="S", help="start no trial after S seconds"
@@ -176,6 +187,7 @@ def _study(args: argparse.Namespace, space: Any, storage: Any, name: str, setup:
 
 def run(args: argparse.Namespace) -> int:
     from autorec.atomic import atomic_write_json
+    from autorec.cli.train import _stem as split_stem
     from autorec.cli.train import checked_split
     from autorec.tune import (
         StudySettings,
@@ -191,13 +203,18 @@ def run(args: argparse.Namespace) -> int:
         write_trials,
     )
 
-    if args.dataset is None:
-        raise ConfigError("give --dataset NAME_OR_PATH")
+    # Everything that can be refused is refused before the data is loaded.
+    choice = split_choice(args)
+    if len(choice.folds) > 1:
+        raise ConfigError(
+            f"tune searches on one split: give one official fold, not {len(choice.folds)} "
+            "(then autorec evaluate --split official:FOLDS --config best.json scores several)"
+        )
     space = load_space(args.model, args.space)
     overrides = model_overrides(args)
     overrides.pop("seed", None)
     space = _without_fixed(space, overrides)
-    stem = dataset_stem(args.dataset)
+    stem = split_stem(args, choice)  # ml-100k-u1: a study per fold
     out_dir = Path(args.output or f"runs/tune-{stem}-{args.model}")
     check_output_dir(out_dir, "--output")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.study or f"{stem}-{args.model}-seed{args.seed}"
     setup = {
         "dataset": stem,
+        "split": choice.to_dict(),
         "model": args.model,
         "seed": args.seed,
         "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
@@ -212,8 +230,13 @@ def run(args: argparse.Namespace) -> int:
         "prune": not args.no_prune,
     }
     study = _study(args, space, storage, name, setup)
-    dataset = dataset_from_args(args)
-    split = checked_split(dataset, args.seed, "use a larger data set")
+    if choice.fixed:
+        # the same train / validation / test as `autorec evaluate` with these options
+        dataset_name, ((_, split),) = fixed_splits(args, choice, args.seed)
+    else:
+        dataset = dataset_from_args(args)
+        dataset_name = dataset.name
+        split = checked_split(dataset, args.seed, "use a larger data set")
     settings = StudySettings(
         args.model, space, args.trials, seed=args.seed, overrides=overrides, timeout=args.timeout
     )
@@ -235,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         f"({counts}); {ran} run by this process"
     )
     best = best_trial(study)
-    about = {"study": name, "dataset": dataset.name, "seed": args.seed}
+    about = {"study": name, "dataset": dataset_name, "split": choice.to_dict(), "seed": args.seed}
     atomic_write_json(out_dir / "best.json", best_config(args.model, best, about))
     write_plots(study, out_dir)
     print(
@@ -258,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         progress = args.progress.fit_hook("retrain best") if args.progress is not None else None
         result = score_best(args.model, best, split, seed=args.seed, progress=progress)
-        result["study"] = name
+        result.update(study=name, dataset=dataset_name, split=choice.to_dict())
         atomic_write_json(result_path, result)
     epochs = result["retrain_epochs"]
     how = (
@@ -267,11 +290,20 @@ def run(args: argparse.Namespace) -> int:
         else "fitted on train + validation"
     )
     print(
-        f"{args.model} on {dataset.name} (seed {args.seed}), best trial {best.number}: test RMSE "
+        f"{args.model} on {dataset_name} ({split_text(choice, args.seed)}), best trial "
+        f"{best.number}: test RMSE "
         f"{result['test_rmse']:.4f}  MAE {result['test_mae']:.4f} ({how}; "
         f"{result['n_test_fallback']} of {result['n_test']} test pairs cold)"
     )
     return 0
+
+
+def split_text(choice: SplitChoice, seed: int) -> str:
+    """``"fold u1, validation seed 0"`` / ``"seed 0"``: the split a result was scored on."""
+    if choice.kind == "paper":
+        return f"seed {seed}"
+    where = f"fold {choice.folds[0]}" if choice.kind == "official" else "the --train/--test files"
+    return f"{where}, validation seed {seed}"
 
 
 def _saved_result(path: Path, study: str, trial: int) -> dict[str, Any] | None:
