@@ -367,6 +367,15 @@ def dataset_stem(spec: str) -> str:
     return (lowered if known else Path(spec).name).replace(":", "-")
 
 
+def split_stem(args: argparse.Namespace, choice: SplitChoice) -> str:
+    """The data set's part of a default output folder, with its fixed split: ``ml-1m``,
+    ``ml-100k-u1`` (an official fold), ``a.csv`` (the --train file's name)."""
+    if choice.kind == "files":
+        return Path(choice.train).name
+    stem = dataset_stem(args.dataset)
+    return f"{stem}-{choice.folds[0]}" if choice.kind == "official" else stem
+
+
 # -- model options -------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class ModelOption:

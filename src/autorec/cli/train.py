@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from autorec.cli.options import (
-    SplitChoice,
     add_command,
     add_dataset_arguments,
     add_model_arguments,
     dataset_from_args,
-    dataset_stem,
     fixed_splits,
     model_overrides,
     positive_int,
     positive_number,
     split_choice,
+    split_stem,
 )
 from autorec.cli.outputs import (
     JSON_HELP,
@@ -162,14 +161,6 @@ def cold_text(record: dict[str, Any], fallback: str) -> str:
     return f"{record['n_test_fallback']} of {record['n_test']} test pairs cold: fallback {fallback}"
 
 
-def _stem(args: argparse.Namespace, choice: SplitChoice) -> str:
-    """The data set's part of the default model folder: ``ml-100k-u1``, ``a.csv``."""
-    if choice.kind == "files":
-        return Path(choice.train).name
-    stem = dataset_stem(args.dataset)
-    return f"{stem}-{choice.folds[0]}" if choice.kind == "official" else stem
-
-
 def run(args: argparse.Namespace) -> int:
     from autorec.models import get_model_class, make_model
     from autorec.models.training import is_iterative
@@ -188,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
             "(autorec evaluate runs several)"
         )
     overrides = model_overrides(args)
-    out_dir = Path(args.output or f"runs/{_stem(args, choice)}-{args.model}-{args.seed}")
+    out_dir = Path(args.output or f"runs/{split_stem(args, choice)}-{args.model}-{args.seed}")
     # The default folder belongs to this command (re-running the main job replaces its model and
     # says so); a folder the user named is replaced only with --overwrite.
     replacing = check_model_dir(out_dir, "--output", args.overwrite or args.output is None)

@@ -19,6 +19,7 @@ from autorec.cli.options import (
     positive_int,
     positive_number,
     split_choice,
+    split_stem,
 )
 from autorec.cli.outputs import check_output_dir
 from autorec.errors import ConfigError
@@ -187,7 +188,6 @@ def _study(args: argparse.Namespace, space: Any, storage: Any, name: str, setup:
 
 def run(args: argparse.Namespace) -> int:
     from autorec.atomic import atomic_write_json
-    from autorec.cli.train import _stem as split_stem
     from autorec.cli.train import checked_split
     from autorec.tune import (
         StudySettings,
