@@ -108,7 +108,7 @@ def test_fine_tuning_kept_where_it_beats_the_pretrained_model(fine_tuned: GLocal
     assert pre_vals[pre - 1] == min(pre_vals)
     assert fine > 0 and fine_tuned._gk is not None
     assert fine_vals[fine - 1] == min(fine_vals) < pre_vals[pre - 1]
-    assert h.best_epoch == pre + fine
+    assert h.best_epoch == ran + fine and h.best_val_rmse == fine_vals[fine - 1]
     assert fine_tuned.retrain_overrides() == {"pretrain_epochs": pre, "finetune_epochs": fine}
     # The predictions are those of the kept round: validation RMSE recomputed from predict.
     val = fine_tuned_val(fine_tuned)
@@ -156,10 +156,15 @@ def test_retrain_through_the_protocol_reuses_the_chosen_epochs() -> None:
     fields = dict(lam=10.0, **{**SMALL, "pretrain_epochs": 6}, finetune_epochs=4)
     result = run_protocol(ratings, "glocal-k", seed=0, overrides=fields)
     chosen = result.record["hyperparameters"]
-    n_chosen = chosen["pretrain_epochs"] + chosen["finetune_epochs"]
-    # The validation stage's kept rounds (its best_epoch) are what the retrain ran, exactly.
-    assert result.record["best_epoch"] == n_chosen == result.model.history.n_epochs
-    assert result.model.pretrain_rounds == chosen["pretrain_epochs"]
+    # The validation-stage fit, again (deterministic with one thread): its kept rounds are the
+    # ones handed over, and the retrain ran exactly those.
+    stage = make_model("glocal-k", seed=0, **fields).fit(result.split.train, result.split.val)
+    kept = stage.retrain_overrides()
+    assert kept["finetune_epochs"] > 0  # both stages handed over
+    assert {k: chosen[k] for k in kept} == kept
+    model = result.model
+    assert (model.pretrain_rounds, model.pretrain_epochs) == (kept["pretrain_epochs"],) * 2
+    assert model.history.n_epochs == kept["pretrain_epochs"] + kept["finetune_epochs"]
 
 
 # -- size refusal, determinism, persistence ---------------------------------------------------

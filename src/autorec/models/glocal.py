@@ -66,6 +66,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -234,7 +235,12 @@ class GLocalK(AutoRec):
         # Where the history's fine-tuning rounds begin (history.val_rmse[pretrain_rounds:]).
         self.pretrain_rounds = self.history.n_epochs
         self.finetune_epochs = self._finetune(x, val_x) if cfg.finetune_epochs else 0
-        self.history.best_epoch = self.pretrain_epochs + self.finetune_epochs
+        # The history's epoch (1-based, both stages in one list) whose weights were kept.
+        self.history.best_epoch = (
+            self.pretrain_rounds + self.finetune_epochs
+            if self.finetune_epochs
+            else self.pretrain_epochs
+        )
         self._grad_pool.clear()
         self._train_pattern = None
         self._codes = None
@@ -256,16 +262,16 @@ class GLocalK(AutoRec):
         self,
         label: str,
         n_epochs: int,
-        run_round: Any,
-        val_rmse: Any,
+        run_round: Callable[[], float],
+        val_rmse: Callable[[], float],
         stopper: EarlyStopping | None,
-        snapshot: Any,
-        restore: Any,
+        snapshot: Callable[[], dict[str, torch.Tensor]],
+        restore: Callable[[dict[str, torch.Tensor]], None],
     ) -> int:
         """Run up to ``n_epochs`` rounds; with validation (``stopper``) stop early and keep the
         best round (0: none beat the stopper's starting best). Returns the rounds kept."""
         offset = self.history.n_epochs
-        best: Any = None
+        best: dict[str, torch.Tensor] | None = None
         for epoch in range(1, n_epochs + 1):
             started = time.perf_counter()
             train_rmse = run_round()
