@@ -46,6 +46,7 @@ from autorec.evaluation import evaluate
 from autorec.models import get_model_class, make_model, preset_fields, tuning_grid
 from autorec.models.autorec import AutoRec
 from autorec.models.biased_mf import BiasedMF
+from autorec.models.glocal import GLocalK
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ SMALL_DATA_WIDER: dict[type, dict[str, tuple[Any, ...]]] = {
 #: docs/results/ml-100k hidden=* cells) and k = 100 costs a third; BiasedMF: a rank of 100 over-fits
 #: a set of 100k ratings (rank 10 is 0.03 better on the synthetic 3,000 x 3,000 set).
 SMALL_DATA_STAGE: dict[type, dict[str, tuple[Any, ...]]] = {
+    # GLocal-K (an AutoRec subclass) keeps its authors' two layers of 500: a one-layer stage
+    # would be another model.
+    GLocalK: {},
     AutoRec: {"hidden": ((100,), (300,))},
     BiasedMF: {"rank": (10, 25, 50)},
 }

@@ -34,6 +34,15 @@ FAST: dict[str, dict[str, Any]] = {
     "u-autorec": _AUTOREC,
     # The registered kernelNet (two kernelised layers, L-BFGS), narrowed to 16 units.
     "i-kernelnet": dict(hidden=(16, 16), lam=1.0, n_epochs=60, patience=10),
+    # Two kernelised layers of 16; pre-training then fine-tuning, a few L-BFGS rounds each.
+    "glocal-k": dict(
+        hidden=(16, 16),
+        lam=1.0,
+        pretrain_iters=5,
+        pretrain_epochs=15,
+        finetune_iters=3,
+        finetune_epochs=5,
+    ),
     "bias": {},
     "biased-mf": dict(rank=5, reg=0.05, n_epochs=8),
     "item-knn": dict(k=10, shrinkage=10.0),

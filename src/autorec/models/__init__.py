@@ -15,6 +15,7 @@ from autorec.models.baselines import BiasBaseline
 from autorec.models.biased_mf import BiasedMF
 from autorec.models.ease import Ease
 from autorec.models.ensemble import Ensemble
+from autorec.models.glocal import GLocalK
 from autorec.models.knn import ItemKNN
 from autorec.models.llorma import Llorma
 from autorec.models.popularity import Popularity
@@ -38,6 +39,9 @@ _REGISTRY: dict[str, tuple[type[Recommender], dict[str, Any]]] = {
             "optimizer": "lbfgs",
         },
     ),
+    # GLocal-K (Han et al., CIKM 2021): kernelNet pre-trained, then fine-tuned on the rating
+    # matrix smoothed by a global convolution kernel (models/glocal.py).
+    "glocal-k": (GLocalK, {}),
     "bias": (BiasBaseline, {}),
     "biased-mf": (BiasedMF, {}),
     "item-knn": (ItemKNN, {}),
