@@ -268,3 +268,24 @@ def test_fold_in_names_the_member_that_cannot(low_rank_split, monkeypatch) -> No
     monkeypatch.setattr(knn, "_fold_in_user", Recommender._fold_in_user.__get__(knn))
     with pytest.raises(ConfigError, match="ensemble member item-knn:k=10 cannot fold in"):
         model.fold_in({model.items.ids[0].item(): 4.0})
+
+
+def test_a_member_hands_its_own_choices_to_the_retrain(low_rank) -> None:
+    # GLocal-K's rounds per stage are chosen on validation and handed over like an iterative
+    # member's epochs; before, the ensemble's refit dropped them and ran the stage caps.
+    glocal = (
+        "glocal-k:hidden=8:lam=1.0:pretrain_iters=3:pretrain_epochs=12:finetune_iters=2"
+        ":finetune_epochs=6:patience=2"
+    )
+    members = (glocal, "bias")
+    result = run_protocol(low_rank, "ensemble", seed=0, overrides={"members": members})
+    staged = result.record["hyperparameters"]
+    tested = result.model.members[0]
+    spec = result.model.config.members[0]
+    assert spec.startswith(glocal) and spec != glocal  # the handed-over fields appended
+    handed = dict(part.split("=") for part in spec[len(glocal) + 1 :].split(":"))
+    assert set(handed) == {"pretrain_epochs", "finetune_epochs"}
+    assert tested.config.pretrain_epochs == int(handed["pretrain_epochs"])
+    assert tested.config.finetune_epochs == int(handed["finetune_epochs"])
+    assert tested.pretrain_epochs == tested.config.pretrain_epochs  # ran exactly that many
+    assert staged["weights"] == result.model.config.weights

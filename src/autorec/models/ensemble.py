@@ -252,7 +252,8 @@ class Ensemble(Recommender):
             )
             self._fit_validated(inner.train, inner.test)
             report, weights, epochs = self.blend_report, self.blend_weights, self.member_epochs
-            self._fit_fixed(train, weights, tuple(epochs))
+            handed = [m.retrain_overrides() for m in self.members]
+            self._fit_fixed(train, weights, tuple(epochs), handed)
             self.blend_report = {**report, "internal_validation": True}
 
     def _fit_validated(self, train: Ratings, val: Ratings) -> None:
@@ -328,12 +329,19 @@ class Ensemble(Recommender):
         return weights, report
 
     def _fit_fixed(
-        self, train: Ratings, weights: np.ndarray, epochs: tuple[int, ...] | None
+        self,
+        train: Ratings,
+        weights: np.ndarray,
+        epochs: tuple[int, ...] | None,
+        handed: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Members on ``train`` alone (an iterative member for its fixed epoch count), the
+        """Members on ``train`` alone (an iterative member for its fixed epoch count, a member
+        with choices of its own, such as GLocal-K's rounds per stage, with ``handed[m]``), the
         weights as given."""
         members = self._member_models()
         for m, member in enumerate(members):
+            if handed is not None and handed[m]:
+                member.config = member.config.replace(**handed[m])
             if epochs is not None and epochs[m] > 0:
                 if not is_iterative(type(member.config)):
                     raise ConfigError(
@@ -350,11 +358,25 @@ class Ensemble(Recommender):
         self.blend_report = {"rule": "fixed"}
 
     def retrain_overrides(self) -> dict[str, Any]:
-        """The validation stage's weights and member epochs, for a refit without validation."""
+        """The validation stage's weights and member epochs, for a refit without validation;
+        a member that hands over choices of its own (:meth:`Recommender.retrain_overrides`,
+        e.g. GLocal-K's rounds per stage) gets them appended to its spec
+        (``glocal-k:pretrain_epochs=12:finetune_epochs=30``; a later field wins)."""
         self._check_fitted()
+        specs = []
+        for spec, member in zip(self.config.members, self.members, strict=True):
+            for key, value in member.retrain_overrides().items():
+                if not isinstance(value, int | float | str | bool):
+                    raise ConfigError(
+                        f"member {spec!r} hands over {key} = {value!r}, which a member spec "
+                        "cannot hold (numbers, text and booleans only)"
+                    )
+                spec += f":{key}={str(value).lower() if isinstance(value, bool) else value}"
+            specs.append(spec)
         return {
             "weights": tuple(float(w) for w in self.blend_weights),
             "member_epochs": tuple(int(e) for e in self.member_epochs),
+            "members": tuple(specs),
         }
 
     # -- scoring ---------------------------------------------------------------------------------
