@@ -3,6 +3,7 @@ processes on one folder, and the exit code when the report is incomplete."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -239,7 +240,11 @@ def test_beyond_table_shows_published_numbers_apart_and_searches_each_models_gri
         grids[model] = grid
         out = fake_runner([])(ratings, model, seed=seed, overrides=overrides, grid=grid)
         # A search that covered the grid, so the stored cell is current (not rerun as stale).
-        out.record["candidates"] = [{"lam": v} for v in grid.get("lam", ())]
+        keys = sorted(grid)
+        out.record["candidates"] = [
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(grid[k] for k in keys))
+        ]
         return out
 
     # Named ml-1m so the paper's and the published columns have values (the fits are fake).
@@ -254,6 +259,8 @@ def test_beyond_table_shows_published_numbers_apart_and_searches_each_models_gri
     assert kernel["paper"] is None and kernel["verdict"] == "no paper value"
     assert kernel["published"] == 0.824 and "one 90/10 split" in kernel["published_protocol"]
     assert grids["i-kernelnet"] == {"lam": (30.0, 60.0, 120.0, 240.0)}  # its own grid
+    glocal = by_model["glocal-k"]
+    assert glocal["published"] == 0.8227 and "seed 1234" in glocal["published_protocol"]
     report = (tmp_path / "report.md").read_text()
     assert "| published (own protocol) |" in report
     assert "0.824 [1]" in report and "[1] 0.824: Muller et al. 2018: one 90/10 split." in report

@@ -145,7 +145,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
     ),
     # Issue 18: AutoRec-family models after the paper, under the paper's protocol. Not run by
-    # default: a kernelised fit costs about 8x an I-AutoRec fit, an ensemble seed about 11 min.
+    # default: a kernelised fit costs about 8x an I-AutoRec fit, an ensemble seed about 11 min,
+    # a GLocal-K seed on ML-1M hours on a CPU (docs/experiments.md, "GLocal-K").
     "beyond": Experiment(
         "Beyond the paper: later AutoRec-family models under the paper's protocol",
         (
@@ -154,6 +155,13 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "kernelNet (i-kernelnet: 500-500, kernel d = 5, L-BFGS)",
                 "i-kernelnet",
                 published_label="kernelNet",
+                extra=True,
+            ),
+            Row(
+                "GLocal-K (glocal-k: kernelNet pre-trained, fine-tuned on the globally "
+                "convolved matrix)",
+                "glocal-k",
+                published_label="GLocal-K",
                 extra=True,
             ),
             Row(
