@@ -247,7 +247,8 @@ class AutoRecConfig(IterativeConfig):
         work vectors, 172P); activations: the hidden codes of the rows of one step (all rows
         for the full-batch optimisers, ``batch_size`` for Adam), kept for the backward pass
         with their pre-activations (8 bytes per unit), plus a few float buffers per training
-        rating; the training matrix: row, column and value of every rating in two layouts;
+        rating; the training matrix: row, column and value of every rating in two layouts
+        (and the residual targets' values with a baseline);
         with ``ranking_head``, the head's dense target, batch and weights (trained after the
         rating model, so this overstates the peak a little); with ``kernel_dim``, the kernel
         vectors as parameters and four floats per weight cell (K, the distances, W * K).
@@ -270,6 +271,9 @@ class AutoRecConfig(IterativeConfig):
             "activations": 8 * step_rows * sum(self.hidden) + 32 * step_ratings,
             "training matrix": 40 * n_ratings,
         }
+        if self.baseline != "none":
+            # The residual targets: a second value array in both layouts, the indices shared.
+            parts["training matrix"] += 8 * n_ratings
         if self.kernel_dim:
             # K, W * K and the distances, kept for the backward pass, per weight cell.
             parts["kernel"] = 16 * sum(a * b for a, b in shapes)
