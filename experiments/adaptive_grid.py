@@ -12,6 +12,12 @@ its train as validation) when it is found under ``$AUTOREC_DATA_DIR`` or ``../sh
 
     python experiments/adaptive_grid.py --out adaptive_grid.json            # everything
     python experiments/adaptive_grid.py --sets synth-3k,ml-100k-u1 --models i-autorec
+    python experiments/adaptive_grid.py --models i-autorec --baseline bias --searches adaptive \
+        --out resid.json
+
+``--baseline bias`` runs I-AutoRec on the residuals of the bias baseline (``baseline="bias"``,
+:mod:`autorec.models.autorec`); its rows are keyed ``i-autorec+bias``, so both kinds can share
+one ``--out`` file.
 
 Everything on one torch thread. About 40 minutes on a quiet 2-core machine (the 3,000 x 3,000 set
 and ML-100k dominate); each (set, model, search) result is appended to ``--out`` as it finishes
@@ -78,10 +84,14 @@ SETS: dict[str, Callable[[], Split]] = {
 MODELS = ("i-autorec", "biased-mf")
 
 
-def _run(split: Split, model: str, search: SearchPolicy | None) -> dict[str, Any]:
+def _run(
+    split: Split, model: str, search: SearchPolicy | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
     grid = dict(get_model_class(model).tuning_grid)
     started = time.perf_counter()
-    record = run_protocol(split.train, model, seed=0, grid=grid, split=split, search=search).record
+    record = run_protocol(
+        split.train, model, seed=0, overrides=overrides, grid=grid, split=split, search=search
+    ).record
     return {
         "val_rmse": record["val_rmse"],
         "test_rmse": record["test_rmse"],
@@ -120,6 +130,15 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--out", type=Path, default=Path("adaptive_grid.json"))
     parser.add_argument("--table", action="store_true", help="print --out as a table and exit")
+    parser.add_argument(
+        "--baseline",
+        choices=("none", "bias"),
+        default="none",
+        help="AutoRec's baseline option: bias fits the residuals of the bias baseline",
+    )
+    parser.add_argument(
+        "--searches", default="grid,adaptive", help="which searches to run: grid, adaptive or both"
+    )
     args = parser.parse_args()
     if args.table:
         print(table(json.loads(args.out.read_text())))
@@ -130,12 +149,18 @@ def main() -> None:
         split = SETS[name]()
         jobs = [("bias", "grid", None)]
         for model in args.models.split(","):
-            jobs += [(model, "grid", None), (model, "adaptive", SearchPolicy())]
+            searches = {"grid": None, "adaptive": SearchPolicy()}
+            jobs += [(model, how, searches[how]) for how in args.searches.split(",")]
         for model, how, search in jobs:
-            key = f"{name}/{model}/{how}"
+            resid = args.baseline != "none" and model.endswith("autorec")
+            overrides = {"baseline": args.baseline} if resid else {}
+            key = f"{name}/{model}+{args.baseline}/{how}" if resid else f"{name}/{model}/{how}"
             if key in results:
                 continue
-            results[key] = {"n_train": split.train.n_ratings, **_run(split, model, search)}
+            results[key] = {
+                "n_train": split.train.n_ratings,
+                **_run(split, model, search, overrides),
+            }
             atomic_write_json(args.out, results)
             r = results[key]
             print(

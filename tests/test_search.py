@@ -14,6 +14,7 @@ from autorec.protocol import run_protocol
 from autorec.search import (
     SearchPolicy,
     refine_values,
+    search_defaults,
     simpler_model_check,
     widened_grid,
 )
@@ -226,7 +227,8 @@ def test_refined_protocol_beats_or_ties_the_coarse_one_on_synthetic_data() -> No
     kwargs = dict(
         seed=0,
         grid={"lam": (1.0, 100.0, 10000.0)},
-        overrides={"hidden": (8,), "n_epochs": 40, "patience": 5},
+        # The search's default model (search_defaults), set for the coarse run too.
+        overrides={"hidden": (8,), "n_epochs": 40, "patience": 5, "baseline": "bias"},
         split=split,
     )
     coarse = run_protocol(ratings, "i-autorec", **kwargs)
@@ -235,3 +237,23 @@ def test_refined_protocol_beats_or_ties_the_coarse_one_on_synthetic_data() -> No
     assert refined.candidates[:3] == coarse.candidates
     assert refined.record["val_rmse"] <= coarse.record["val_rmse"]
     assert len(refined.candidates) == 5
+
+
+def test_search_defaults_fit_i_autorec_on_bias_residuals_unless_the_caller_says_otherwise(
+    low_rank, monkeypatch
+) -> None:
+    policy = SearchPolicy()
+    assert search_defaults(policy, "i-autorec", {}) == {"baseline": "bias"}
+    assert search_defaults(policy, "i-autorec", {"baseline": "none"}) == {"baseline": "none"}
+    # A residual baseline needs f = identity: another f keeps the paper's model.
+    assert search_defaults(policy, "i-autorec", {"f": "sigmoid"}) == {"f": "sigmoid"}
+    assert search_defaults(SearchPolicy(adapt=False), "i-autorec", {}) == {}  # --no-refine
+    assert search_defaults(policy, "u-autorec", {}) == {}  # not measured: the paper's model
+    # Through the protocol: the tested (retrained) model fits residuals with the policy, the
+    # paper's model without one (autorec reproduce).
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(100.0))
+    kwargs = dict(seed=0, grid={"lam": (10.0, 100.0)}, overrides=FAST_AUTOREC)
+    assert run_protocol(low_rank, "i-autorec", search=policy, **kwargs).model.config.baseline == (
+        "bias"
+    )
+    assert run_protocol(low_rank, "i-autorec", **kwargs).model.config.baseline == "none"

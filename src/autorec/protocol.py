@@ -86,7 +86,13 @@ from autorec.models import autorec_rank, get_model_class, make_model, model_conf
 from autorec.models.base import FitHistory, Recommender
 from autorec.models.training import Checkpointer, Progress, is_iterative, ratings_fingerprint
 from autorec.ranking import RankingMetric, evaluate_ranking
-from autorec.search import SearchPolicy, adapt_search, simpler_model_check, widened_grid
+from autorec.search import (
+    SearchPolicy,
+    adapt_search,
+    search_defaults,
+    simpler_model_check,
+    widened_grid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +311,8 @@ def run_protocol(
     """
     overrides = dict(overrides or {})
     overrides.setdefault("seed", seed)
+    if search is not None:
+        overrides = search_defaults(search, model_name, overrides)
     split = split if split is not None else paper_split(ratings, seed=seed)
     if split.val is None:
         raise ValueError("the protocol needs a split with a validation set")

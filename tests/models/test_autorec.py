@@ -553,3 +553,180 @@ def test_start_from_refuses_another_architecture(low_rank_split):
         AutoRec(AutoRecConfig(hidden=(8,))).start_from(other)
     with pytest.raises(ConfigError, match="fitted AutoRec"):
         AutoRec(AutoRecConfig(hidden=(8,))).start_from(AutoRec(AutoRecConfig(hidden=(8,))))
+
+
+class TestBiasBaselineResiduals:
+    """``baseline="bias"`` (issues 15, 16): the autoencoder reads the ratings and reconstructs
+    their residuals from the damped bias baseline, which every prediction adds back."""
+
+    @staticmethod
+    def _fit(train, val=None, **overrides):
+        config = dict(hidden=(8,), n_epochs=20, baseline="bias", ranking_head=False, seed=0)
+        return AutoRec(AutoRecConfig(**{**config, **overrides})).fit(train, val)
+
+    @pytest.mark.parametrize("variant", ["item", "user"])
+    def test_huge_lambda_is_the_bias_baseline(self, low_rank_split, variant) -> None:
+        # With lambda = 1e9 the penalty drives W and V to 0 (|W| ~ 1e-6 after 100 epochs), the
+        # output bias is held at 0, so every prediction is mu + b_u + b_i: the bias model with
+        # its default regularisation, fitted on the same ratings. A trained output bias would
+        # add each column's undamped mean residual (up to 0.5 on this data), and the paper's
+        # model (baseline="none") predicts each column's mean rating.
+        train, test = low_rank_split.train, low_rank_split.test
+        model = self._fit(train, variant=variant, lam=1e9, n_epochs=100)
+        bias = BiasBaseline().fit(train)
+        for part in (train, test):
+            np.testing.assert_allclose(
+                model.predict(part.user_idx, part.item_idx),
+                bias.predict(part.user_idx, part.item_idx),
+                atol=1e-4,
+            )
+
+    @pytest.mark.parametrize("engine", ["sparse", "dense"])
+    def test_the_residuals_are_fitted_from_the_ratings(self, low_rank, engine) -> None:
+        # The first epoch's training RMSE is measured before the first step, at the initial
+        # weights: recompute it by hand from the same draws (the net is the first thing the
+        # seeded generator draws), with the ratings as input (0 where unobserved), residuals of
+        # BiasBaseline() as targets and an output bias of 0. Residual inputs, rating targets or
+        # the paper's output bias (started at the mean rating) each give another number.
+        model = self._fit(low_rank, n_epochs=1, engine=engine)
+        assert model.engine == engine
+        bias = BiasBaseline().fit(low_rank)
+        rows, cols = low_rank.item_idx, low_rank.user_idx  # I-AutoRec: rows are items
+        dense = torch.zeros(low_rank.n_items, low_rank.n_users, dtype=torch.float64)
+        dense[rows, cols] = torch.from_numpy(low_rank.rating).double()
+        net = AutoRecNet(
+            low_rank.n_users,
+            (8,),
+            "identity",
+            "sigmoid",
+            (1.0, 5.0),
+            torch.Generator().manual_seed(0),
+        ).double()
+        with torch.no_grad():
+            recon = net.decode_dense(net.encode_dense(dense))[rows, cols].numpy()
+        residual = low_rank.rating - bias._score(low_rank.user_idx, low_rank.item_idx)
+        expected = math.sqrt(np.mean((residual - recon) ** 2))
+        assert model.history.train_rmse[0] == pytest.approx(expected, rel=1e-5)
+
+    def test_the_output_bias_stays_zero_and_validation_scores_ratings(self, low_rank_split):
+        train, val = low_rank_split.train, low_rank_split.val
+        model = self._fit(train, val, lam=1.0, n_epochs=15, patience=15)
+        assert float(model.net.decoder_bias.abs().max()) == 0.0
+        # The validation RMSE the early stopping used is the RMSE of the predicted ratings
+        # (baseline + reconstruction, clipped), not of the residuals. Every validation pair is
+        # known to the model here, so predict() uses no fallback.
+        assert model.known_mask(val.user_idx, val.item_idx).all()
+        predicted = model.predict(val.user_idx, val.item_idx)
+        assert model.history.best_val_rmse == pytest.approx(rmse(val.rating, predicted), abs=1e-5)
+
+    def test_sparse_and_dense_engines_agree(self, low_rank_split) -> None:
+        train, test = low_rank_split.train, low_rank_split.test
+        sparse = self._fit(train, engine="sparse", n_epochs=5, lam=1.0)
+        dense = self._fit(train, engine="dense", n_epochs=5, lam=1.0)
+        np.testing.assert_allclose(
+            sparse.predict(test.user_idx, test.item_idx),
+            dense.predict(test.user_idx, test.item_idx),
+            atol=1e-4,
+        )
+
+    @pytest.mark.parametrize("variant", ["item", "user"])
+    def test_score_block_adds_the_baseline(self, low_rank, variant) -> None:
+        # Whole rows (ranking, recommend, the ranking head's rating part) against _score's
+        # pairs: both must add mu + b_u + b_i; user 0 and item 0 are cold (the fallback).
+        train = low_rank.subset((low_rank.user_idx != 0) & (low_rank.item_idx != 0))
+        model = self._fit(train, variant=variant, n_epochs=5, lam=1.0)
+        users = np.array([0, 1, 5, 119])
+        block = model._score_block(users)  # (4, 80)
+        grid_users, grid_items = np.repeat(users, 80), np.tile(np.arange(80), 4)
+        np.testing.assert_allclose(
+            block.reshape(-1), model._unclipped(grid_users, grid_items), rtol=1e-6, atol=1e-5
+        )
+
+    def test_save_and_load_round_trip(self, low_rank_split, tmp_path) -> None:
+        train, test = low_rank_split.train, low_rank_split.test
+        model = self._fit(train, n_epochs=5, lam=1.0)
+        loaded = AutoRec.load(model.save(tmp_path / "m"))
+        assert loaded.config.baseline == "bias"
+        np.testing.assert_array_equal(
+            loaded.predict(test.user_idx, test.item_idx),
+            model.predict(test.user_idx, test.item_idx),
+        )
+        ratings = {train.items.ids[i].item(): 5.0 for i in range(6)}
+        np.testing.assert_array_equal(
+            loaded.fold_in(ratings).predictions, model.fold_in(ratings).predictions
+        )
+
+    def test_u_autorec_fold_in_is_the_trained_users_own_prediction(self, low_rank_split):
+        # A training user's own ratings, folded in: the same input row, and the same user bias
+        # (fit_biases ends on a user step, which is the fold-in's step), so the same predictions.
+        train = low_rank_split.train
+        model = self._fit(train, variant="user", n_epochs=10, lam=1.0)
+        user = 5
+        mine = train.user_idx == user
+        row = (train.items.ids[train.item_idx[mine]].tolist(), train.rating[mine].tolist())
+        direct = model.predict(np.full(train.n_items, user), np.arange(train.n_items))
+        np.testing.assert_allclose(model.fold_in(row).predictions, direct, atol=1e-5)
+
+    @pytest.mark.parametrize("variant", ["item", "user"])
+    def test_fold_in_with_huge_lambda_is_the_bias_models_fold_in(self, low_rank_split, variant):
+        # W, V -> 0: a new user's predictions are mu + b_u(new) + b_i with b_u(new) the bias
+        # model's own fold-in (damped, lambda_u = 15); a new item's are mu + b_u + b_i(new),
+        # b_i(new) = sum_u (r_ui - mu - b_u) / (10 + n_i), one item step of fit_biases.
+        train = low_rank_split.train
+        model = self._fit(train, variant=variant, lam=1e9, n_epochs=100)
+        bias = BiasBaseline().fit(train)
+        rng = np.random.default_rng(1)
+        items = rng.choice(train.n_items, 7, replace=False)
+        rating = rng.integers(1, 6, 7).astype(np.float64)
+        new_user = (train.items.ids[items].tolist(), rating.tolist())
+        np.testing.assert_allclose(
+            model.fold_in(new_user).predictions, bias.fold_in(new_user).predictions, atol=1e-4
+        )
+        users = rng.choice(train.n_users, 9, replace=False)
+        values = rng.integers(1, 6, 9).astype(np.float64)
+        b_item = np.sum(values - bias.global_mean - bias.user_bias[users]) / (10.0 + len(users))
+        expected = np.clip(bias.global_mean + bias.user_bias + b_item, 1.0, 5.0)
+        folded = model.fold_in_item((train.users.ids[users].tolist(), values.tolist()))
+        np.testing.assert_allclose(folded, expected, atol=1e-4)
+
+    def test_i_autorec_fold_in_minimises_the_residual_objective(self, low_rank_split) -> None:
+        # The new user's decoder row w minimises sum_i (x_i - w.h_i)^2 + lam/2 ||w||^2 with
+        # x_i = r_i - mu - b_u(new) - b_i the residuals and no output bias (held at 0, as in
+        # training): the gradient vanishes there, and the state's b is mu + b_u(new).
+        train = low_rank_split.train
+        lam = 3.0
+        model = self._fit(train, hidden=(12,), lam=lam, n_epochs=5)
+        rng = np.random.default_rng(0)
+        items = rng.choice(train.n_items, 20, replace=False)
+        rating = rng.integers(1, 6, 20).astype(np.float64)
+        w, b = model._fold_in_user(items, rating)
+        b_user = BiasBaseline().fit(train)._fold_in_user(items, rating)
+        assert b == pytest.approx(model.global_mean + b_user, abs=1e-12)
+        x = torch.from_numpy(rating - b - model._item_bias[items])
+        w = w.clone().requires_grad_(True)
+        codes = model._all_codes()[torch.from_numpy(items)].double()  # (20, 12)
+        loss = (x - codes @ w).pow(2).sum() + lam / 2 * w.pow(2).sum()
+        loss.backward()
+        assert float(w.grad.abs().max()) < 1e-6
+
+    def test_ranking_head_ranks_with_the_residual_model(self, low_rank_split) -> None:
+        train = low_rank_split.train
+        model = self._fit(
+            train, n_epochs=5, lam=1.0, ranking_head=True, rank_hidden=8, rank_epochs=4
+        )
+        assert model._head is not None
+        user_id = train.users.ids[3].item()
+        top = model.recommend(user_id, k=5)
+        seen = set(train.items.ids[model._seen_items(3)].tolist())
+        assert len(top) == 5 and not seen & {item for item, _ in top}
+        ratings = {train.items.ids[i].item(): 4.0 for i in range(5)}
+        assert len(model.recommend_new_user(ratings, k=5)) == 5
+
+    def test_bad_combinations_are_config_errors(self, low_rank_split) -> None:
+        with pytest.raises(ConfigError, match="baseline='bias' needs f='identity'"):
+            AutoRecConfig(baseline="bias", f="sigmoid")
+        with pytest.raises(ConfigError, match="baseline must be"):
+            AutoRecConfig(baseline="svd")
+        paper = AutoRec(AutoRecConfig(hidden=(8,), n_epochs=1)).fit(low_rank_split.train)
+        with pytest.raises(ConfigError, match="fit different targets"):
+            AutoRec(AutoRecConfig(hidden=(8,), baseline="bias")).start_from(paper)

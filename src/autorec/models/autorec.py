@@ -31,6 +31,29 @@ training matrix for this). Pairs whose user or item has no training rating get t
 the base class (paper: 3). Outputs of a bounded ``f`` (sigmoid, tanh) are mapped affinely onto
 the rating scale, since a sigmoid cannot otherwise reach a rating of 5.
 
+**Residuals of the bias baseline** (``baseline="bias"``, beyond the paper; issues 15, 16). The
+output bias of I-AutoRec is per user, so as lambda grows (W, V -> 0) the model tends to each
+user's mean rating, which loses to the damped bias baseline ``b_ui = mu + b_u + b_i`` (Koren 2010,
+Sec. 2.1) on small or noisy data. With this option the model first fits that baseline on the
+training ratings (:func:`autorec.models.biases.fit_biases` with the bias model's defaults: the
+very fit the base class keeps for its fallback, saved with every model), then trains the
+autoencoder to reconstruct the residuals from the ratings:
+
+.. math::  \\min_\\theta \\sum_{(r, c) \\in O} (R_{rc} - b_{rc} - h(R_{r,:}; \\theta)_c)^2
+           + \\frac{\\lambda}{2} \\sum_{\\text{weights } M} \\|M\\|_F^2, \\qquad
+           \\hat R_{rc} = b_{rc} + h(R_{r,:}; \\theta)_c
+
+The input stays the paper's (the ratings, 0 where unobserved): which users rated an item is
+information that residual inputs, about 0 at every entry, lose (on ML-100k u1 the validation RMSE
+is 0.8927 with rating inputs against 0.9291 with residual inputs at lambda = 300;
+docs/experiments.md, "I-AutoRec on bias-baseline residuals"). The output bias is held at 0: the
+baseline's b_u (b_i for U-AutoRec) is each column's offset already, and a free, unpenalised bias
+would fit each column's undamped mean residual. So as lambda grows the prediction tends to the
+baseline itself, and a tuned lambda cannot lose much to it. It needs f = identity: a bounded or
+one-sided output cannot produce residuals of both signs. A new user or item (fold-in) first gets
+its own damped bias against the trained baseline (lambda_u = 15, lambda_i = 10: one step of the
+baseline's fit) and is then folded in as before, on residual targets.
+
 **Cost.** Training never builds a dense n_users x n_items matrix. The ``sparse`` engine computes
 ``V r`` as a sparse-dense product and evaluates the decoder only at observed entries (a sampled
 dense-dense product), so an epoch costs about ``n_ratings x k`` multiply-adds per layer
@@ -64,6 +87,7 @@ from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError, ModelFitError
 from autorec.models import autorec_rank
 from autorec.models.base import BaseConfig, Recommender
+from autorec.models.baselines import BiasConfig
 from autorec.models.kernel import kernel_of, kernelise, raw_weight
 from autorec.models.sparse import (
     BlockedRows,
@@ -142,6 +166,10 @@ class AutoRecConfig(IterativeConfig):
     # Sparsity penalty kernel_lam / 2 * ||K||_F^2 per matrix (with kernel_dim > 0), on the same
     # scale as lam: the authors' lambda_s = 0.013 against a halved squared error is 0.026 here.
     kernel_lam: float = 0.0
+    # What the autoencoder reconstructs (module docstring, "Residuals of the bias baseline"):
+    # "none", the ratings (Sedhain et al. 2015, the paper's model); "bias", the residuals of the
+    # damped bias baseline mu + b_u + b_i (Koren 2010, Sec. 2.1), added back to predict.
+    baseline: Literal["none", "bias"] = "none"
     engine: Literal["auto", "sparse", "dense"] = "auto"
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
     # "fp32"; "tf32" lets CUDA matmuls use TensorFloat-32; "bf16" runs the dense matrix products
@@ -201,6 +229,13 @@ class AutoRecConfig(IterativeConfig):
             raise ConfigError(f"precision must be fp32, tf32 or bf16, got {self.precision!r}")
         if self.engine not in ("auto", "sparse", "dense"):
             raise ConfigError(f"engine must be auto, sparse or dense, got {self.engine!r}")
+        if self.baseline not in ("none", "bias"):
+            raise ConfigError(f"baseline must be 'none' or 'bias', got {self.baseline!r}")
+        if self.baseline != "none" and self.f != "identity":
+            raise ConfigError(
+                f"baseline={self.baseline!r} needs f='identity' (the residuals of a baseline take "
+                f"both signs; f={self.f!r} cannot produce them)"
+            )
         autorec_rank.check_config(self)
 
     def memory_estimate(self, n_rows: int, n_cols: int, n_ratings: int) -> dict[str, int]:
@@ -212,7 +247,8 @@ class AutoRecConfig(IterativeConfig):
         work vectors, 172P); activations: the hidden codes of the rows of one step (all rows
         for the full-batch optimisers, ``batch_size`` for Adam), kept for the backward pass
         with their pre-activations (8 bytes per unit), plus a few float buffers per training
-        rating; the training matrix: row, column and value of every rating in two layouts;
+        rating; the training matrix: row, column and value of every rating in two layouts
+        (and the residual targets' values with a baseline);
         with ``ranking_head``, the head's dense target, batch and weights (trained after the
         rating model, so this overstates the peak a little); with ``kernel_dim``, the kernel
         vectors as parameters and four floats per weight cell (K, the distances, W * K).
@@ -235,6 +271,9 @@ class AutoRecConfig(IterativeConfig):
             "activations": 8 * step_rows * sum(self.hidden) + 32 * step_ratings,
             "training matrix": 40 * n_ratings,
         }
+        if self.baseline != "none":
+            # The residual targets: a second value array in both layouts, the indices shared.
+            parts["training matrix"] += 8 * n_ratings
         if self.kernel_dim:
             # K, W * K and the distances, kept for the backward pass, per weight cell.
             parts["kernel"] = 16 * sum(a * b for a, b in shapes)
@@ -478,6 +517,39 @@ class AutoRec(Recommender):
         rows, cols = self._rows_cols(part.user_idx, part.item_idx)
         return self._sparse_from_arrays(rows, cols, part.rating, device)
 
+    def _baseline_like(self, x: Sparse) -> Sparse | None:
+        """The baseline ``b_rc`` at ``x``'s entries, as a matrix of ``x``'s pattern (its values
+        line up with ``x.values``); None without a baseline."""
+        if self.config.baseline == "none":
+            return None
+        base = self._baseline_at(x.row.long().cpu().numpy(), x.col.long().cpu().numpy())
+        return x.with_values(torch.from_numpy(base).to(x.values))  # (nnz,) float32
+
+    def _baseline_parts(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The bias baseline in the training matrix's orientation, ``b_rc = mu + row[r] +
+        col[c]``: (row part (n_rows,), column part (n_cols,)) float64; None without one. It is
+        the base class's fallback fit (fit_biases' defaults on the training ratings)."""
+        if self.config.baseline == "none":
+            return None
+        if self.config.variant == "item":
+            return self._item_bias, self._user_bias
+        return self._user_bias, self._item_bias
+
+    def _baseline_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+        """float64 baseline ``b_rc`` at aligned (row, column) positions; None without one."""
+        parts = self._baseline_parts()
+        if parts is None:
+            return None
+        return self._fallback_mean + parts[0][rows] + parts[1][cols]
+
+    def _new_bias(self, idx: np.ndarray, rating: np.ndarray, what: str) -> float:
+        """The damped bias of a new user (``what="user"``, ``idx`` the items rated) or item
+        against the trained baseline: one step of fit_biases, the other biases fixed."""
+        if what == "user":
+            return self._fold_in_bias(idx, rating)  # lambda_u = 15
+        residual = rating - self._fallback_mean - self._user_bias[idx]
+        return float(residual.sum() / (BiasConfig.reg_item + len(rating)))
+
     def _sparse_from_arrays(
         self,
         rows: np.ndarray,
@@ -536,9 +608,10 @@ class AutoRec(Recommender):
         with torch.no_grad():
             if start is not None:
                 self._load_start(start)
-            elif cfg.f == "identity":
+            elif cfg.f == "identity" and cfg.baseline == "none":
                 # Start the output bias at the mean rating, so the first epochs fit structure
                 # rather than the offset; identity f only (a bounded f starts mid-scale).
+                # Residuals of a baseline have mean about 0, where the bias starts.
                 self.net.decoder_bias.fill_(self.global_mean)
         self.net.to(device)
         self._choose_layout(train.n_ratings, device)
@@ -549,16 +622,26 @@ class AutoRec(Recommender):
         self._grad_pool = GradientPool()  # weight-sized gradients reused across epochs
         self._codes: torch.Tensor | None = None
         val_x = self._sparse(val, device) if val is not None and val.n_ratings else None
+        # With a baseline the input stays the ratings and the target is their residuals; the
+        # validation RMSE scores b + h, clipped to the scale as predictions are.
+        target = x
+        base = self._baseline_like(x)
+        if base is not None:
+            target = x.with_values(x.values - base.values)  # (nnz,) residuals
+            del base
+        val_base = None if val_x is None else self._baseline_like(val_x)
         # Distributed (torchrun): each rank owns the rows r with r % world_size == rank, computes
         # the loss and gradients of its rows, and the gradients are summed across ranks before
         # every (identical) optimiser step, so all ranks hold the same weights at all times.
         self._group = _process_group()
-        fit_x, fit_val = x, val_x
+        fit_x, fit_target, fit_val, fit_val_base = x, target, val_x, val_base
         if self._group is not None:
             rank, world = dist.get_rank(), dist.get_world_size()
             local_rows = torch.arange(rank, n_rows, world, device=device)
             fit_x = x.select_rows(local_rows)
+            fit_target = fit_x if target is x else target.select_rows(local_rows)
             fit_val = None if val_x is None else val_x.select_rows(local_rows)
+            fit_val_base = None if val_base is None else val_base.select_rows(local_rows)
             log.info("rank %d of %d: %d of %d rows", rank, world, len(local_rows), n_rows)
         n_train_ratings = self._sum_across_ranks(float(fit_x.nnz))
         n_params = sum(p.numel() for p in self.net.parameters())
@@ -573,7 +656,12 @@ class AutoRec(Recommender):
             n_params,
             device,
         )
-        params = list(self.net.parameters())
+        if cfg.baseline != "none":
+            # The baseline's b_u (b_i for U-AutoRec) is each column's offset already: the output
+            # bias stays at 0, so that W, V -> 0 leaves the baseline itself rather than the
+            # baseline plus an undamped (over-fitted) column mean of the residuals.
+            self.net.decoder_bias.requires_grad_(False)
+        params = [p for p in self.net.parameters() if p.requires_grad]
         lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
         if cfg.optimizer == "rprop":
             opt: torch.optim.Optimizer = LeanRprop(params, lr=lr)
@@ -586,11 +674,11 @@ class AutoRec(Recommender):
 
         def run_epoch(epoch: int) -> EpochScores:
             if cfg.optimizer == "adam":
-                train_sse = self._minibatch_epoch(fit_x, opt, generator, n_rows)
+                train_sse = self._minibatch_epoch(fit_x, fit_target, opt, generator, n_rows)
             else:
-                train_sse = self._full_batch_step(fit_x, opt, generator)
+                train_sse = self._full_batch_step(fit_x, fit_target, opt, generator)
             train_rmse = math.sqrt(self._sum_across_ranks(train_sse) / n_train_ratings)
-            val_rmse = self._rmse_at(fit_x, fit_val) if fit_val is not None else None
+            val_rmse = self._rmse_at(fit_x, fit_val, fit_val_base) if fit_val is not None else None
             return EpochScores(train_rmse, val_rmse)
 
         def snapshot(into: dict[str, Any] | None) -> dict[str, Any]:
@@ -646,6 +734,11 @@ class AutoRec(Recommender):
             raise ConfigError(
                 f"cannot start a {self.model_name} with hidden={list(self.config.hidden)} from a "
                 f"{other.model_name} with hidden={list(other.config.hidden)}"
+            )
+        if other.config.baseline != self.config.baseline:
+            raise ConfigError(
+                f"cannot start a model with baseline={self.config.baseline!r} from one with "
+                f"baseline={other.config.baseline!r}: they fit different targets"
             )
         self._start_weights = {k: v.detach().clone() for k, v in other.net.state_dict().items()}
         return self
@@ -737,8 +830,14 @@ class AutoRec(Recommender):
             )
 
     def _full_batch_step(
-        self, x: Sparse, opt: torch.optim.Optimizer, generator: torch.Generator
+        self,
+        x: Sparse,
+        target: Sparse,
+        opt: torch.optim.Optimizer,
+        generator: torch.Generator,
     ) -> float:
+        """One step on all rows: inputs ``x``, targets ``target`` (x itself, or its residuals
+        with a baseline); returns the sum of squared errors."""
         sse_box: list[float] = []
         if self._train_pattern is None:
             self._train_pattern = x.pattern()
@@ -753,7 +852,9 @@ class AutoRec(Recommender):
             self._grad_pool.reclaim(params)
             opt.zero_grad(set_to_none=True)
             with self._grad_pool.lending():
-                loss, sse = self._backward(self._input(x, generator), x, share, self._train_pattern)
+                loss, sse = self._backward(
+                    self._input(x, generator), target, share, self._train_pattern
+                )
             total = self._sum_across_ranks(loss)  # one reduction per call
             self._check(total)
             self._all_reduce_grads()
@@ -771,6 +872,7 @@ class AutoRec(Recommender):
     def _minibatch_epoch(
         self,
         x: Sparse,
+        target: Sparse,
         opt: torch.optim.Optimizer,
         generator: torch.Generator,
         n_rows_total: int,
@@ -788,8 +890,9 @@ class AutoRec(Recommender):
             opt.zero_grad(set_to_none=False)
             batch = x.select_rows(rows) if len(rows) else None
             if batch is not None and batch.nnz:
+                batch_target = batch if target is x else target.select_rows(rows)
                 loss, sse = self._backward(
-                    self._input(batch, generator), batch, len(rows) / n_rows_total
+                    self._input(batch, generator), batch_target, len(rows) / n_rows_total
                 )
                 self._check(loss)
                 total += sse
@@ -800,12 +903,17 @@ class AutoRec(Recommender):
         return total
 
     @torch.no_grad()
-    def _rmse_at(self, x: Sparse, target: Sparse) -> float:
+    def _rmse_at(self, x: Sparse, target: Sparse, base: Sparse | None = None) -> float:
         """RMSE at ``target``'s entries of the reconstructions of the training rows ``x``
-        (clipped to the scale, as predictions are), summed over ranks when distributed."""
+        (clipped to the scale, as predictions are), summed over ranks when distributed.
+        ``base``: the baseline at those entries (same pattern), added to the reconstructions
+        when the model fits residuals."""
         low, high = self.rating_scale
         codes = self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
-        pred = self.net.decode_at(codes, target.pattern()).clamp(low, high)
+        pred = self.net.decode_at(codes, target.pattern())  # (nnz,)
+        if base is not None:
+            pred = pred + base.values
+        pred = pred.clamp(low, high)
         sse = float((pred - target.values).double().pow(2).sum())
         return math.sqrt(self._sum_across_ranks(sse) / self._sum_across_ranks(float(target.nnz)))
 
@@ -860,7 +968,8 @@ class AutoRec(Recommender):
             r = torch.from_numpy(np.ascontiguousarray(rows[s : s + chunk])).to(codes.device)
             c = torch.from_numpy(np.ascontiguousarray(cols[s : s + chunk])).to(codes.device)
             out[s : s + chunk] = self.net.decode_pairs(codes, r, c).double().cpu().numpy()
-        return out
+        base = self._baseline_at(rows, cols)
+        return out if base is None else out + base
 
     @torch.no_grad()
     def _rating_block(self, user_idx: np.ndarray) -> np.ndarray:
@@ -871,8 +980,9 @@ class AutoRec(Recommender):
         model does not know the pair.
 
         I-AutoRec (rows = items): ``f(codes W[users]^T + b[users])^T``; U-AutoRec (rows =
-        users): ``f(codes[users] W^T + b)``. Besides the codes, it holds about 16 bytes per
-        (user, item) cell (the float32 product and the float64 result).
+        users): ``f(codes[users] W^T + b)``; plus the baseline ``mu + b_u + b_i`` when the model
+        fits its residuals. Besides the codes, it holds about 16 bytes per (user, item) cell
+        (the float32 product and the float64 result).
         """
         users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
         codes = self._all_codes()  # (n_rows, k_last)
@@ -883,6 +993,8 @@ class AutoRec(Recommender):
         else:
             z = codes[at] @ net.decoder.t() + net.decoder_bias  # (n_block, n_items)
         scores = net._output(z).double().cpu().numpy()  # (n_block, n_items)
+        if self.config.baseline != "none":
+            scores += self._fallback_mean + self._user_bias[users][:, None] + self._item_bias
         return self._block_with_fallback(users, scores)
 
     # -- folding in a new user or a new item ---------------------------------------------------
@@ -891,7 +1003,7 @@ class AutoRec(Recommender):
         (:meth:`_fold_in_row`). I-AutoRec: a new input and output coordinate
         (:meth:`_fold_in_column`)."""
         if self.config.variant == "user":
-            return self._fold_in_row(item_idx, rating)
+            return self._fold_in_row(item_idx, rating, "user")
         state = self._fold_in_column(item_idx, rating, "user")
         if getattr(self, "_head", None) is not None:
             return autorec_rank.fold_in_user(self, self._head, item_idx, state)
@@ -935,7 +1047,7 @@ class AutoRec(Recommender):
         self._check_fitted()
         user_idx, rating, _ = self._fold_in_input(ratings, ignore_unknown, self.users, "user")
         if self.config.variant == "item":
-            scores = self._row_scores(self._fold_in_row(user_idx, rating))
+            scores = self._row_scores(self._fold_in_row(user_idx, rating, "item"))
         else:
             scores = self._column_scores(self._fold_in_column(user_idx, rating, "item"))
         unseen = np.flatnonzero(~self.user_seen)
@@ -943,9 +1055,15 @@ class AutoRec(Recommender):
         return np.clip(scores, *self.rating_scale).astype(np.float32)
 
     @torch.no_grad()
-    def _fold_in_row(self, cols: np.ndarray, values: np.ndarray) -> torch.Tensor:
+    def _fold_in_row(
+        self, cols: np.ndarray, values: np.ndarray, what: str
+    ) -> tuple[torch.Tensor, float]:
         """The code ``g(V r_new + mu)`` (1, k_last) of a new input row (a U-AutoRec user, an
-        I-AutoRec item): the trained encoder applied to its ratings, as for a training row."""
+        I-AutoRec item): the trained encoder applied to its ratings, as for a training row;
+        and the row's own part of the baseline, ``mu + b_new`` (0 without a baseline)."""
+        offset = 0.0
+        if self.config.baseline != "none":
+            offset = self._fallback_mean + self._new_bias(cols, values, what)
         x = SparseRows.from_coo(
             np.zeros(len(cols), dtype=np.int64),
             cols,
@@ -953,12 +1071,17 @@ class AutoRec(Recommender):
             (1, self._shape()[1]),
             self._train_x.values.device,
         )
-        return self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
+        codes = self.net.encode(x) if self.engine == "sparse" else self._dense_codes(x)
+        return codes, offset
 
     @torch.no_grad()
-    def _row_scores(self, codes: torch.Tensor) -> np.ndarray:
-        """(n_cols,) float64 unclipped reconstruction of a new row from its code."""
-        return self.net.decode_dense(codes)[0].double().cpu().numpy()
+    def _row_scores(self, state: tuple[torch.Tensor, float]) -> np.ndarray:
+        """(n_cols,) float64 unclipped reconstruction of a new row from its code (plus the
+        baseline, ``offset`` + the column part)."""
+        codes, offset = state
+        scores = self.net.decode_dense(codes)[0].double().cpu().numpy()  # (n_cols,)
+        parts = self._baseline_parts()
+        return scores if parts is None else scores + offset + parts[1]
 
     @torch.no_grad()
     def _fold_in_column(
@@ -979,16 +1102,27 @@ class AutoRec(Recommender):
         solved in closed form: centring H and x removes the unpenalised bias,
         ``w = H_c^T (H_c H_c^T + lambda/2 I)^{-1} x_c`` (the n x n dual system when there are
         fewer ratings than hidden units, the primal k x k one otherwise) and
-        ``b = mean(x) - mean(H) w``. Needs f = identity (the paper's best).
+        ``b = mean(x) - mean(H) w``. Needs f = identity (the paper's best). With a baseline,
+        x are the residuals ``r - mu - b_new - b_row`` (``b_new`` the column's own damped bias,
+        :meth:`_new_bias`), the output bias is held at 0 as in training (no centring: ``w`` is
+        the plain ridge solution) and the returned ``b`` is ``mu + b_new``.
         """
         if self.config.f != "identity":
             raise ConfigError(
                 f"{self.model_name} with f = {self.config.f} cannot fold in a new {what} (the "
                 "closed-form fit needs f = identity); retrain it with the ratings"
             )
+        offset = 0.0
+        parts = self._baseline_parts()
+        if parts is not None:
+            offset = self._fallback_mean + self._new_bias(rows, values, what)
+            values = values - offset - parts[0][rows]
         codes = self._all_codes()[torch.from_numpy(rows)].double().cpu()  # (n_rated, k)
         target = torch.from_numpy(values)  # (n_rated,) float64
         h_mean, x_mean = codes.mean(0), target.mean()
+        if parts is not None:
+            # The output bias is held at 0 with a baseline, as in training: no centring.
+            h_mean, x_mean = torch.zeros_like(h_mean), torch.zeros_like(x_mean)
         h_c, x_c = codes - h_mean, target - x_mean  # (n_rated, k), (n_rated,)
         # lambda = 0 would leave the system singular with fewer ratings than units.
         reg = self.config.lam / 2.0 + 1e-8
@@ -1001,16 +1135,19 @@ class AutoRec(Recommender):
             gram = h_c.t() @ h_c  # (k, k)
             gram.diagonal().add_(reg)
             w = torch.linalg.solve(gram, h_c.t() @ x_c)  # (k,)
-        return w, float(x_mean - h_mean @ w)
+        return w, float(x_mean - h_mean @ w) + offset
 
     @torch.no_grad()
     def _column_scores(self, state: tuple[torch.Tensor, float]) -> np.ndarray:
-        """(n_rows,) float64 unclipped predictions of a new column for every training row."""
+        """(n_rows,) float64 unclipped predictions of a new column for every training row
+        (plus the rows' part of the baseline; ``b`` carries the rest)."""
         w, b = state
         codes = self._all_codes()  # (n_rows, k_last)
         # float32 product, as the trained rows are scored (a float64 copy of the codes per
         # new user would cost more than the fit).
-        return (codes @ w.to(codes)).double().cpu().numpy() + b  # (n_rows,)
+        scores = (codes @ w.to(codes)).double().cpu().numpy() + b  # (n_rows,)
+        parts = self._baseline_parts()
+        return scores if parts is None else scores + parts[0]
 
     # -- ranking (the ranking head: autorec.models.autorec_rank) --------------------------------
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
