@@ -46,6 +46,7 @@ import torch
 from autorec.atomic import atomic_write_json
 from autorec.data import load_dataset, paper_split
 from autorec.data.ratings import Ratings
+from autorec.data.split import Split
 from autorec.evaluation import evaluate
 from autorec.models.autorec import ACTIVATIONS, AutoRec, AutoRecConfig
 from autorec.optim import LeanRprop
@@ -120,6 +121,55 @@ def pretrain_middle(
     return w2.detach(), b2.detach(), w3.detach(), b3.detach()
 
 
+def stacked_start(
+    cfg: AutoRecConfig, split: Split, args: argparse.Namespace, record: dict[str, Any]
+) -> AutoRec:
+    """Steps 1 and 2 of ``pretrain``: a fitted deep AutoRec holding the stacked weights, kept in
+    ``--cache`` (the steps are deterministic given the seed and the pre-training settings)."""
+    k1, k2, k3 = cfg.hidden
+    if cfg.variant != "item" or k1 != k3:
+        raise SystemExit("pretrain needs an item-based hidden=(k1, k2, k1)")
+    key = f"stack-{k1}-{k2}-lam{args.pre_lam:g}-lam2{args.pre_lam2:g}-ep{args.pre_epochs}"
+    cached = Path(args.cache) / f"{key}-{cfg.g}-seed{args.seed}" if args.cache else None
+    if cached is not None and (cached / "stages.json").is_file():
+        record.update(json.loads((cached / "stages.json").read_text()))
+        log.info("stacked weights from %s", cached)
+        return AutoRec.load(cached / "model")  # type: ignore[return-value]
+    t0 = time.perf_counter()
+    one_cfg = cfg.replace(
+        hidden=(k1,), lam=args.pre_lam, optimizer="rprop", lr=None, input_dropout=0.0
+    )
+    one = _fit(one_cfg.replace(n_epochs=500, layer_lam_scales=()), split.train, split.val)
+    stages: dict[str, Any] = {"stage1": _report(one, split.test, time.perf_counter() - t0)}
+    log.info("stage 1: %s", {k: v for k, v in stages["stage1"].items() if k != "val_curve"})
+    t1 = time.perf_counter()
+    w2, b2, w3, b3 = pretrain_middle(
+        item_codes(one, split.train), k2, cfg.g, args.pre_lam2, args.pre_epochs, args.seed
+    )
+    stages["stage2"] = {
+        "seconds": time.perf_counter() - t1,
+        "lam2": args.pre_lam2,
+        "epochs": args.pre_epochs,
+    }
+    # A fitted deep net to carry the stacked weights into start_from (one cheap epoch).
+    start = _fit(cfg.replace(n_epochs=1), split.train, None)
+    with torch.no_grad():
+        net, src = start.net, one.net
+        net.encoder.copy_(src.encoder)
+        net.encoder_bias.copy_(src.encoder_bias)
+        net.decoder.copy_(src.decoder)
+        net.decoder_bias.copy_(src.decoder_bias)
+        for dst, value in zip(
+            (*net.middle_weights, *net.middle_biases), (w2, w3, b2, b3), strict=True
+        ):
+            dst.copy_(value)
+    record.update(stages)
+    if cached is not None:
+        start.save(cached / "model", overwrite=True)
+        atomic_write_json(cached / "stages.json", stages)
+    return start
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("attempt", choices=("fit", "pretrain"))
@@ -135,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pre-lam", type=float, default=300.0, help="pretrain: lambda of step 1")
     p.add_argument("--pre-lam2", type=float, default=1.0, help="pretrain: lambda of step 2")
     p.add_argument("--pre-epochs", type=int, default=300, help="pretrain: epochs of step 2")
+    p.add_argument("--cache", default=None, help="pretrain: folder keeping the stacked weights")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", required=True)
@@ -160,44 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     start = None
     if args.attempt == "pretrain":
-        k1, k2, k3 = cfg.hidden
-        if cfg.variant != "item" or k1 != k3:
-            raise SystemExit("pretrain needs an item-based hidden=(k1, k2, k1)")
-        one = _fit(
-            cfg.replace(
-                hidden=(k1,),
-                lam=args.pre_lam,
-                optimizer="rprop",
-                lr=None,
-                input_dropout=0.0,
-                n_epochs=500,
-            ),
-            split.train,
-            split.val,
-        )
-        record["stage1"] = _report(one, split.test, time.perf_counter() - started)
-        log.info("stage 1: %s", {k: v for k, v in record["stage1"].items() if k != "val_curve"})
-        t1 = time.perf_counter()
-        w2, b2, w3, b3 = pretrain_middle(
-            item_codes(one, split.train), k2, cfg.g, args.pre_lam2, args.pre_epochs, args.seed
-        )
-        record["stage2"] = {
-            "seconds": time.perf_counter() - t1,
-            "lam2": args.pre_lam2,
-            "epochs": args.pre_epochs,
-        }
-        # A fitted deep net to carry the stacked weights into start_from (one cheap epoch).
-        start = _fit(cfg.replace(n_epochs=1), split.train, None)
-        with torch.no_grad():
-            net, src = start.net, one.net
-            net.encoder.copy_(src.encoder)
-            net.encoder_bias.copy_(src.encoder_bias)
-            net.decoder.copy_(src.decoder)
-            net.decoder_bias.copy_(src.decoder_bias)
-            for dst, value in zip(
-                (*net.middle_weights, *net.middle_biases), (w2, w3, b2, b3), strict=True
-            ):
-                dst.copy_(value)
+        start = stacked_start(cfg, split, args, record)
         start_val = evaluate(start, split.val)["rmse"]
         record["stacked_val_rmse"] = start_val
         log.info("stacked, before fine-tuning: validation RMSE %.4f", start_val)
