@@ -137,9 +137,14 @@ def stacked_start(
         return AutoRec.load(cached / "model")  # type: ignore[return-value]
     t0 = time.perf_counter()
     one_cfg = cfg.replace(
-        hidden=(k1,), lam=args.pre_lam, optimizer="rprop", lr=None, input_dropout=0.0
+        hidden=(k1,),
+        lam=args.pre_lam,
+        optimizer="rprop",
+        lr=None,
+        input_dropout=0.0,
+        layer_lam_scales=(),
     )
-    one = _fit(one_cfg.replace(n_epochs=500, layer_lam_scales=()), split.train, split.val)
+    one = _fit(one_cfg.replace(n_epochs=500), split.train, split.val)
     stages: dict[str, Any] = {"stage1": _report(one, split.test, time.perf_counter() - t0)}
     log.info("stage 1: %s", {k: v for k, v in stages["stage1"].items() if k != "val_curve"})
     t1 = time.perf_counter()
