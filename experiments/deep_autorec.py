@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     t_fit = time.perf_counter()
     model = _fit(cfg, split.train, split.val, start)
     record["final"] = _report(model, split.test, time.perf_counter() - t_fit)
+    log.info("final: %s", {k: v for k, v in record["final"].items() if k != "val_curve"})
     if args.retrain:
         # The protocol's retrain (Sedhain et al. 2015, Sec. 3): every stage again on train +
         # validation, each for the number of epochs validation chose for it.
