@@ -14,7 +14,7 @@ with ``V`` (k x n_cols), ``W`` (n_cols x k), ``g`` the hidden and ``f`` the outp
 (paper's best: g = sigmoid, f = identity, k = 500). Deep variants stack more hidden layers
 between them (``hidden=(500, 250, 500)``, the paper's deep AutoRec). The objective sums over the
 *observed* entries O of the training matrix only, plus weight decay on the weight matrices
-(never on the biases):
+(never on the biases; ``layer_lam_scales`` multiplies lambda per matrix, 1 for all by default):
 
 .. math::  \\min_\\theta \\sum_{(r, c) \\in O} (R_{rc} - h(R_{r,:}; \\theta)_c)^2
            + \\frac{\\lambda}{2} \\sum_{\\text{weights } M} \\|M\\|_F^2
@@ -143,6 +143,10 @@ class AutoRecConfig(IterativeConfig):
     # Weight decay lambda; `autorec evaluate` tunes it on validation (DEFAULT_LAMBDA_GRID).
     # 300 is the value validation picks on ML-1M (docs/experiments.md).
     lam: float = 300.0
+    # Per-layer weight decay: matrix j (V, the middle layers', W in that order) is penalised with
+    # lam * layer_lam_scales[j]; () scales every matrix by 1, the paper's single lambda (Eq. 2).
+    # The paper does not say how its deep AutoRec was regularised (docs/experiments.md, issue 18).
+    layer_lam_scales: tuple[float, ...] = ()
     optimizer: Literal["rprop", "lbfgs", "adam"] = "rprop"  # "resilient propagation" (Sec. 3)
     # Upper bound; early stopping on validation usually ends sooner.
     n_epochs: int = 500
@@ -211,6 +215,16 @@ class AutoRecConfig(IterativeConfig):
                 )
         if not (self.lam >= 0 and math.isfinite(self.lam)):
             raise ConfigError(f"lam must be a finite number >= 0, got {self.lam}")
+        scales = tuple(float(s) for s in self.layer_lam_scales)
+        object.__setattr__(self, "layer_lam_scales", scales)
+        if scales and (
+            len(scales) != len(self.hidden) + 1
+            or not all(s >= 0 and math.isfinite(s) for s in scales)
+        ):
+            raise ConfigError(
+                f"layer_lam_scales must be {len(self.hidden) + 1} finite numbers >= 0 (one per "
+                f"weight matrix of hidden={list(self.hidden)}), got {list(scales)}"
+            )
         if self.optimizer not in ("rprop", "lbfgs", "adam"):
             raise ConfigError(f"optimizer must be rprop, lbfgs or adam, got {self.optimizer!r}")
         if self.lr is not None and not self.lr > 0:
@@ -456,28 +470,37 @@ class AutoRecNet(nn.Module):
         return sum(k.kernel().pow(2).sum() for k in kernels if k is not None)
 
     @torch.no_grad()
-    def weight_sq_norm(self) -> float:
-        """Sum of squared Frobenius norms of all weight matrices (biases excluded).
+    def weight_sq_norm(self, scales: Sequence[float] = ()) -> float:
+        """Sum of squared Frobenius norms of all weight matrices (biases excluded), matrix j
+        weighted by ``scales[j]`` (``()``: all 1).
 
         A value, not a graph node: ``w.pow(2).sum()`` and its backward would allocate three
         weight-sized temporaries per matrix (0.96 GB each for I-AutoRec on Netflix), while a dot
         product allocates none. The penalty's gradient is added by :meth:`add_weight_decay`."""
-        return sum(float(torch.dot(w.view(-1), w.view(-1))) for w in self.weights())
+        weights = self.weights()
+        scales = scales or (1.0,) * len(weights)
+        return sum(
+            s * float(torch.dot(w.view(-1), w.view(-1)))
+            for w, s in zip(weights, scales, strict=True)
+        )
 
     @torch.no_grad()
-    def add_weight_decay(self, coef: float) -> None:
-        """``grad += coef * w`` for every weight matrix: the gradient of ``coef/2 ||w||^2``,
-        in place, a few MB of rows at a time.
+    def add_weight_decay(self, coef: float, scales: Sequence[float] = ()) -> None:
+        """``grad += coef * scales[j] * w`` for every weight matrix j (``scales`` ``()``: all 1):
+        the gradient of ``coef/2 * scales[j] ||w||^2``, in place, a few MB of rows at a time.
 
         Rounded as autograd rounds the penalty written out (``coef * w`` first, then the sum), not
         as one fused ``add_(w, alpha=coef)``, so results stay bit for bit those of earlier
         versions and of the committed experiment outputs."""
-        for w in self.weights():
+        weights = self.weights()
+        scales = scales or (1.0,) * len(weights)
+        for w, scale in zip(weights, scales, strict=True):
             if w.grad is None:
                 w.grad = torch.zeros_like(w)
             step = max(1, _DECAY_CHUNK_ELEMENTS // max(1, w.shape[-1]))
+            w_coef = coef * scale  # coef itself when scale is 1: the rounding stays as before
             for start in range(0, w.shape[0], step):
-                w.grad[start : start + step] += w[start : start + step] * coef
+                w.grad[start : start + step] += w[start : start + step] * w_coef
 
 
 class AutoRec(Recommender):
@@ -806,8 +829,9 @@ class AutoRec(Recommender):
             data.backward()
             sse = float(data.detach())
         coef = weight_share * self.config.lam
-        self.net.add_weight_decay(coef)
-        objective = sse + 0.5 * coef * self.net.weight_sq_norm()
+        scales = self.config.layer_lam_scales
+        self.net.add_weight_decay(coef, scales)
+        objective = sse + 0.5 * coef * self.net.weight_sq_norm(scales)
         sparsity = weight_share * self.config.kernel_lam
         if sparsity:
             kernel_sq = self.net.kernel_penalty()
@@ -1125,7 +1149,8 @@ class AutoRec(Recommender):
             h_mean, x_mean = torch.zeros_like(h_mean), torch.zeros_like(x_mean)
         h_c, x_c = codes - h_mean, target - x_mean  # (n_rated, k), (n_rated,)
         # lambda = 0 would leave the system singular with fewer ratings than units.
-        reg = self.config.lam / 2.0 + 1e-8
+        scales = self.config.layer_lam_scales
+        reg = self.config.lam * (scales[-1] if scales else 1.0) / 2.0 + 1e-8
         n_rated, k = h_c.shape
         if n_rated <= k:
             gram = h_c @ h_c.t()  # (n_rated, n_rated)
