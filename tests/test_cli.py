@@ -270,6 +270,17 @@ def test_evaluate_searches_lambdas_exactly_and_extends_the_default_grid(
     assert lams[-4:] == [14400.0, 6690.0, 20800.0, 4480.0] and chosen == 10000.0
 
 
+def test_evaluate_says_when_the_search_chose_the_residual_model(ratings_file, capsys) -> None:
+    # The default search fits I-AutoRec on bias-baseline residuals (autorec.search
+    # SEARCH_DEFAULTS); the chosen hyperparameters do not show it, so the run line says it.
+    fast = ["--hidden", "4", "--epochs", "2", "--patience", "1", "--quiet", "--runs", "1"]
+    argv = ["evaluate", *_data_args(ratings_file), "--model", "i-autorec", *fast]
+    assert main(argv) == 0
+    assert "with baseline=bias (search default)" in capsys.readouterr().out
+    assert main([*argv, "--no-refine"]) == 0  # the paper's model: nothing to say
+    assert "search default" not in capsys.readouterr().out
+
+
 def test_evaluate_prints_and_writes_ranking_metrics(ratings_file, tmp_path, capsys) -> None:
     js = tmp_path / "rank.json"
     argv = ["evaluate", *_data_args(ratings_file), "--model", "pop", "--runs", "2", "--quiet"]

@@ -100,7 +100,12 @@ def test_refinement_converges_on_an_optimum_between_grid_points(low_rank, monkey
     # 46.4 * (100 / 46.4)^(1/3) = 59.9, 46.4 * (21.5 / 46.4)^(1/3) = 35.9.
     assert lams[8:] == [59.9, 35.9]
     assert result.record["hyperparameters"]["lam"] == 59.9
-    assert result.record["search"] == {"small_data": True, "refine_fits": 6, "stage_fits": 0}
+    assert result.record["search"] == {
+        "small_data": True,
+        "refine_fits": 6,
+        "stage_fits": 0,
+        "model_defaults": {"baseline": "bias"},
+    }
 
 
 def test_refinement_stops_when_a_round_gains_less_than_the_tolerance(low_rank, monkeypatch) -> None:
@@ -145,7 +150,12 @@ def test_refinement_takes_one_point_per_gap_on_large_data(low_rank, monkeypatch)
         search=SearchPolicy(small_data=10),
     )
     assert _lams(result) == [10.0, 100.0, 1000.0, 316.0, 31.6]  # 316 is nearer after rounding
-    assert result.record["search"] == {"small_data": False, "refine_fits": 2, "stage_fits": 0}
+    assert result.record["search"] == {
+        "small_data": False,
+        "refine_fits": 2,
+        "stage_fits": 0,
+        "model_defaults": {"baseline": "bias"},
+    }
 
 
 def test_refinement_is_deterministic_and_off_without_a_policy(low_rank, monkeypatch) -> None:
@@ -253,7 +263,8 @@ def test_search_defaults_fit_i_autorec_on_bias_residuals_unless_the_caller_says_
     # paper's model without one (autorec reproduce).
     monkeypatch.setattr(protocol, "_val_rmse", _parabola(100.0))
     kwargs = dict(seed=0, grid={"lam": (10.0, 100.0)}, overrides=FAST_AUTOREC)
-    assert run_protocol(low_rank, "i-autorec", search=policy, **kwargs).model.config.baseline == (
-        "bias"
-    )
+    searched = run_protocol(low_rank, "i-autorec", search=policy, **kwargs)
+    assert searched.model.config.baseline == "bias"
+    # The record says the search chose it (evaluate prints it beside the chosen lambda).
+    assert searched.record["search"]["model_defaults"] == {"baseline": "bias"}
     assert run_protocol(low_rank, "i-autorec", **kwargs).model.config.baseline == "none"

@@ -311,8 +311,11 @@ def run_protocol(
     """
     overrides = dict(overrides or {})
     overrides.setdefault("seed", seed)
+    defaulted: dict[str, Any] = {}
     if search is not None:
+        given = overrides
         overrides = search_defaults(search, model_name, overrides)
+        defaulted = {k: v for k, v in overrides.items() if k not in given}
     split = split if split is not None else paper_split(ratings, seed=seed)
     if split.val is None:
         raise ValueError("the protocol needs a split with a validation set")
@@ -555,7 +558,7 @@ def run_protocol(
     if prune is not None:
         record["pruning"] = asdict(prune)
     if search is not None:
-        record["search"] = adapted
+        record["search"] = {**adapted, "model_defaults": defaulted}
         record["simpler_model_wins"] = (
             simpler_model_check(model_name, split, val_rmse, overrides)
             if search.compare_baseline

@@ -155,6 +155,15 @@ def _grid(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, tupl
     return {k: v for k, v in grid.items() if k not in overrides}
 
 
+def _defaults_text(record: dict[str, Any]) -> str:
+    """The model settings the search chose for the user (``baseline=bias`` for I-AutoRec),
+    which the chosen hyperparameters do not show."""
+    defaults = (record.get("search") or {}).get("model_defaults") or {}
+    if not defaults:
+        return ""
+    return " with " + ", ".join(f"{k}={v}" for k, v in defaults.items()) + " (search default)"
+
+
 def run(args: argparse.Namespace) -> int:
     from autorec.evaluation import summary_ci95
     from autorec.models import get_model_class, make_model
@@ -234,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
             f"run {len(runs)}/{len(plan)} {name}: "
             f"{_test_line(result.record, rating_metrics, ranking_metrics)}  "
             f"({cold_text(result.record, config.fallback)})  "
-            f"chosen {json.dumps(result.record['hyperparameters'])}  "
+            f"chosen {json.dumps(result.record['hyperparameters'])}"
+            f"{_defaults_text(result.record)}  "
             f"({result.record['train_seconds']:.1f} s)",
             flush=True,
         )
