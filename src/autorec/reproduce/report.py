@@ -32,10 +32,13 @@ def verdict(mean: float, ci: float | None, paper: float | None) -> str:
 
 def _evaluate_command(row: Row, dataset: str, runs: int) -> str:
     """The ``autorec evaluate`` line that runs a row's cells, its fallback rule included (the
-    command's default rule, the bias baseline, is not the paper's)."""
+    command's default rule, the bias baseline, is not the paper's), and ``--no-refine``."""
     fallback = row.overrides.get("fallback", PAPER_FALLBACK)
     parts = ["autorec evaluate", f"--dataset {dataset}", f"--model {row.model}", f"--runs {runs}"]
     parts.append(f"--fallback {fallback}")
+    # reproduce searches each model's grid as it stands, with the paper's model: evaluate's
+    # adaptive search (refinement, small-data grids, I-AutoRec on bias residuals) is off.
+    parts.append("--no-refine")
     for key, value in row.settings:
         if key == "fallback":
             continue
@@ -170,6 +173,8 @@ def _table_md(entries: list[dict[str, Any]], runs: int, sweep: bool = False) -> 
 def _plain_findings(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
     out = []
     for table, entries in tables.items():
+        if not EXPERIMENTS[table].default:
+            continue  # beyond the paper: its reference row repeats Table 1's I-AutoRec
         for e in entries:
             if e["verdict"] and e["verdict"].startswith(("worse", "better")):
                 out.append(
