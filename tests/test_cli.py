@@ -214,6 +214,24 @@ def test_recommend_for_a_new_user_folds_in_ratings(ratings_file, tmp_path, capsy
     assert "ITEM:RATING" in capsys.readouterr().err
 
 
+def test_train_fits_the_search_default_model_unless_told_otherwise(
+    ratings_file, tmp_path, capsys
+) -> None:
+    # The main job trains what evaluate's search defaults to (I-AutoRec on bias-baseline
+    # residuals, autorec.search.SEARCH_DEFAULTS); --set baseline=none is the paper's model.
+    from autorec.models import Recommender
+
+    fast = ["--hidden", "4", "--epochs", "2", "--quiet"]
+    base = ["train", *_data_args(ratings_file), "--model", "i-autorec", *fast]
+    assert main([*base, "--output", str(tmp_path / "default")]) == 0
+    assert "i-autorec on bias-baseline residuals on" in capsys.readouterr().out
+    assert Recommender.load(tmp_path / "default").config.baseline == "bias"
+    paper = [*base, "--set", "baseline=none", "--output", str(tmp_path / "paper")]
+    assert main(paper) == 0
+    assert "residuals" not in capsys.readouterr().out
+    assert Recommender.load(tmp_path / "paper").config.baseline == "none"
+
+
 def test_train_retrains_on_train_plus_validation_unless_told_not_to(
     ratings_file, tmp_path, capsys
 ) -> None:
