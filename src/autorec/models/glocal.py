@@ -127,6 +127,8 @@ class GLocalConfig(BaseConfig):
     engine: ClassVar[str] = "sparse"
     precision: ClassVar[str] = "fp32"
     input_dropout: ClassVar[float] = 0.0
+    baseline: ClassVar[str] = "none"  # the authors fit the ratings themselves
+    layer_lam_scales: ClassVar[tuple[float, ...]] = ()  # one lam for every weight matrix
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -314,7 +316,8 @@ class GLocalK(AutoRec):
         params = list(self.net.parameters())
 
         def run_round() -> float:
-            sse = self._full_batch_step(x, self._lbfgs(params, cfg.pretrain_iters), generator)
+            # baseline "none": the targets are the input ratings themselves
+            sse = self._full_batch_step(x, x, self._lbfgs(params, cfg.pretrain_iters), generator)
             return math.sqrt(sse / x.nnz)
 
         stopper = self._stopper() if val_x is not None else None
