@@ -54,6 +54,11 @@ one-sided output cannot produce residuals of both signs. A new user or item (fol
 its own damped bias against the trained baseline (lambda_u = 15, lambda_i = 10: one step of the
 baseline's fit) and is then folded in as before, on residual targets.
 
+**Deep nets: greedy layer-wise pre-training** (``pretrain="layerwise"``, beyond the paper,
+which does not say how its deep AutoRec was trained; issue 18). A deep net of hidden
+(k1, ..., k1) starts from a one-layer AutoRec's outer layers and a dense autoencoder fitted to
+its codes, then is fine-tuned as usual: :mod:`autorec.models.pretrain`.
+
 **Cost.** Training never builds a dense n_users x n_items matrix. The ``sparse`` engine computes
 ``V r`` as a sparse-dense product and evaluates the decoder only at observed entries (a sampled
 dense-dense product), so an epoch costs about ``n_ratings x k`` multiply-adds per layer
