@@ -387,9 +387,7 @@ def run_protocol(
     # A model with warm_retrain_epochs = N > 0 (AutoRec) continues from the validation-stopped
     # weights for N epochs instead of training from scratch for the chosen number.
     warm = int(getattr(config, "warm_retrain_epochs", 0))
-    hands_over = bool(warm) or (
-        get_model_class(model_name).retrain_overrides is not Recommender.retrain_overrides
-    )
+    hands_over = bool(warm) or get_model_class(model_name).hands_over(config)
 
     def try_wave(wave: list[tuple[dict[str, Any], str]]) -> None:
         """Fit (or take from a resumed run) each point of ``wave``, all pruned against the

@@ -143,3 +143,17 @@ def test_a_deeper_palindrome_stacks_every_layer(low_rank_split) -> None:
 def test_configs_it_cannot_stack_are_refused(fields, message) -> None:
     with pytest.raises(ConfigError, match=message):
         AutoRecConfig(pretrain="layerwise", **fields)
+
+
+def test_the_protocol_keeps_a_validation_model_only_for_models_that_hand_one_over() -> None:
+    # Before: every AutoRec counted as handing its refit something once AutoRec overrode
+    # retrain_overrides, so each grid worker sent its model back for nothing.
+    from autorec.models import get_model_class, model_config
+
+    def hands(name: str, **fields) -> bool:
+        return get_model_class(name).hands_over(model_config(name, **fields))
+
+    assert not hands("i-autorec")
+    assert hands("i-autorec", hidden=(8, 4, 8), pretrain="layerwise")
+    assert hands("glocal-k") and hands("ensemble")
+    assert not hands("biased-mf") and not hands("bias")

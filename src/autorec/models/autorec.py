@@ -781,6 +781,11 @@ class AutoRec(Recommender):
         if autorec_rank.head_wanted(cfg, distributed=self._group is not None):
             self._head = autorec_rank.fit_ranking_head(self, train, val)
 
+    @classmethod
+    def hands_over(cls, config: BaseConfig) -> bool:
+        # Only layer-wise pre-training hands its refit anything (the step-1 epochs).
+        return getattr(config, "pretrain", "none") != "none"
+
     def retrain_overrides(self) -> dict[str, Any]:
         """With ``pretrain="layerwise"``: the epochs of pre-training step 1 that validation kept,
         run as they are by the refit on train + validation (step 2's budget is fixed, the

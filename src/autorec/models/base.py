@@ -516,6 +516,14 @@ class Recommender(ABC):
         (a ranking model overrides it, as it overrides ``_rank_score``)."""
         return scores
 
+    @classmethod
+    def hands_over(cls, config: BaseConfig) -> bool:
+        """Whether a model of ``config`` may hand its refit anything
+        (:meth:`retrain_overrides`), known before fitting: the protocol then keeps the
+        validation-stage model, which a grid worker must send back. Default: when the class
+        overrides :meth:`retrain_overrides`."""
+        return cls.retrain_overrides is not Recommender.retrain_overrides
+
     def retrain_overrides(self) -> dict[str, Any]:
         """Config fields that a refit on train + validation (the protocol's retrain, which has
         no validation set left) takes from this validation-stage fit. Default: none (the

@@ -406,6 +406,10 @@ class GLocalK(AutoRec):
             ).detach()
         return kept
 
+    @classmethod
+    def hands_over(cls, config: BaseConfig) -> bool:
+        return True  # the rounds of both stages, always
+
     def retrain_overrides(self) -> dict[str, Any]:
         """The rounds of each stage that validation kept, for the refit on train + validation."""
         self._check_fitted()
