@@ -46,10 +46,9 @@ from typing import Any
 from autorec.data.split import Split
 from autorec.errors import ConfigError
 from autorec.evaluation import evaluate
-from autorec.models import get_model_class, make_model, preset_fields, tuning_grid
+from autorec.models import get_model_class, make_model, tuning_grid
 from autorec.models.autorec import AutoRec
 from autorec.models.biased_mf import BiasedMF
-from autorec.models.glocal import GLocalK
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +63,16 @@ SMALL_DATA_WIDER: dict[type, dict[str, tuple[Any, ...]]] = {
     BiasedMF: {"reg": (0.03, 0.15, 0.2, 0.3)},
 }
 
-#: Structural values tried one at a time after the refinement, on small data. AutoRec: on
+#: Structural values tried one at a time after the refinement, on small data, per registered
+#: model name (like SEARCH_DEFAULTS: the variants built on AutoRec, i-kernelnet and glocal-k, keep
+#: their authors' two layers of 500, which a one-layer stage would replace). I/U-AutoRec: on
 #: ML-100k, k = 100 to 500 reach the same validation RMSE (0.898-0.900, the committed
 #: docs/results/ml-100k hidden=* cells) and k = 100 costs a third; BiasedMF: a rank of 100 over-fits
 #: a set of 100k ratings (rank 10 is 0.03 better on the synthetic 3,000 x 3,000 set).
-SMALL_DATA_STAGE: dict[type, dict[str, tuple[Any, ...]]] = {
-    # GLocal-K (an AutoRec subclass) keeps its authors' two layers of 500: a one-layer stage
-    # would be another model.
-    GLocalK: {},
-    AutoRec: {"hidden": ((100,), (300,))},
-    BiasedMF: {"rank": (10, 25, 50)},
+SMALL_DATA_STAGE: dict[str, dict[str, tuple[Any, ...]]] = {
+    "i-autorec": {"hidden": ((100,), (300,))},
+    "u-autorec": {"hidden": ((100,), (300,))},
+    "biased-mf": {"rank": (10, 25, 50)},
 }
 
 #: Config values the search uses where the caller set none, per registered model name. I-AutoRec
@@ -255,12 +254,9 @@ def adapt_search(
     if not done["small_data"]:
         return done
     fields = get_model_class(model_name).config_class.__dataclass_fields__
-    preset = preset_fields(model_name)
-    for key, values in _table(SMALL_DATA_STAGE, model_name).items():
-        if key not in fields or key in grid or key in fixed or key in preset:
-            # searched by the grid already, fixed by the caller, or part of what the registered
-            # variant is (i-kernelnet's two layers of 500 are its architecture, not a default)
-            continue
+    for key, values in SMALL_DATA_STAGE.get(model_name, {}).items():
+        if key not in fields or key in grid or key in fixed:
+            continue  # searched by the grid already, or fixed by the caller
         start, default = best()[1], fields[key].default
         for value in values:
             if value != default:

@@ -70,12 +70,6 @@ def get_model_class(name: str) -> type[Recommender]:
     return _REGISTRY[name][0]
 
 
-def preset_fields(name: str) -> dict[str, Any]:
-    """The config fields that define the registered variant ``name`` (``{}`` for a plain class)."""
-    get_model_class(name)
-    return dict(_REGISTRY[name][1])
-
-
 def tuning_grid(name: str) -> dict[str, tuple[Any, ...]]:
     """The validation grid the protocol searches for the registered ``name``: the preset's own
     grid if it has one, else its class's ``tuning_grid``."""
@@ -107,6 +101,5 @@ __all__ = [
     "BiasBaseline",
     "Recommender",
     "make_model",
-    "preset_fields",
     "tuning_grid",
 ]
