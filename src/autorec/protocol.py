@@ -87,10 +87,13 @@ from autorec.models.base import FitHistory, Recommender
 from autorec.models.training import Checkpointer, Progress, is_iterative, ratings_fingerprint
 from autorec.ranking import RankingMetric, evaluate_ranking
 from autorec.search import (
+    NOT_COMPARED,
     SearchPolicy,
     adapt_search,
     search_defaults,
     simpler_model_check,
+    tune_baseline,
+    wants_baseline_regs,
     widened_grid,
 )
 
@@ -324,8 +327,15 @@ def run_protocol(
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     if jobs > 1 and DistEnv.from_environ().is_distributed:
         raise ConfigError("parallel grid points (jobs > 1) cannot run under torch.distributed")
+    tuned_baseline: tuple[float, dict[str, Any]] | None = None
     if search is not None:
         grid = widened_grid(search, model_name, grid, split.train.n_ratings)
+        # The bias baseline tuned on validation: the simpler model the check compares with, and
+        # the damping the search tries when that model is not beaten (search.adapt_search).
+        if wants_baseline_regs(search, model_name, overrides) or (
+            search.compare_baseline and model_name not in NOT_COMPARED
+        ):
+            tuned_baseline = tune_baseline(split, overrides)
     if open_above is None:
         open_above = get_model_class(model_name).open_above
     started = time.perf_counter()
@@ -478,6 +488,7 @@ def run_protocol(
             lambda: (best[0], best[1]),  # type: ignore[index]
             candidates,
             set(overrides),
+            tuned_baseline if wants_baseline_regs(search, model_name, overrides) else None,
         )
     # -- end of the adaptive search
     val_rmse, point, best_model, history = best
@@ -558,7 +569,7 @@ def run_protocol(
     if search is not None:
         record["search"] = {**adapted, "model_defaults": defaulted}
         record["simpler_model_wins"] = (
-            simpler_model_check(model_name, split, val_rmse, overrides)
+            simpler_model_check(model_name, split, val_rmse, overrides, tuned_baseline)
             if search.compare_baseline
             else None
         )

@@ -564,16 +564,25 @@ class TestBiasBaselineResiduals:
         config = dict(hidden=(8,), n_epochs=20, baseline="bias", ranking_head=False, seed=0)
         return AutoRec(AutoRecConfig(**{**config, **overrides})).fit(train, val)
 
+    @pytest.mark.parametrize("regs", [(15.0, 10.0), (40.0, 2.0)])
     @pytest.mark.parametrize("variant", ["item", "user"])
-    def test_huge_lambda_is_the_bias_baseline(self, low_rank_split, variant) -> None:
+    def test_huge_lambda_is_the_bias_baseline(self, low_rank_split, variant, regs) -> None:
         # With lambda = 1e9 the penalty drives W and V to 0 (|W| ~ 1e-6 after 100 epochs), the
         # output bias is held at 0, so every prediction is mu + b_u + b_i: the bias model with
-        # its default regularisation, fitted on the same ratings. A trained output bias would
-        # add each column's undamped mean residual (up to 0.5 on this data), and the paper's
-        # model (baseline="none") predicts each column's mean rating.
+        # the same damping (the defaults, or the bias_reg_* the search tunes), fitted on the same
+        # ratings. A trained output bias would add each column's undamped mean residual (up to
+        # 0.5 on this data), the paper's model (baseline="none") predicts each column's mean
+        # rating, and a model that ignored bias_reg_* would be the (15, 10) bias model.
         train, test = low_rank_split.train, low_rank_split.test
-        model = self._fit(train, variant=variant, lam=1e9, n_epochs=100)
-        bias = BiasBaseline().fit(train)
+        model = self._fit(
+            train,
+            variant=variant,
+            lam=1e9,
+            n_epochs=100,
+            bias_reg_user=regs[0],
+            bias_reg_item=regs[1],
+        )
+        bias = make_model("bias", reg_user=regs[0], reg_item=regs[1]).fit(train)
         for part in (train, test):
             np.testing.assert_allclose(
                 model.predict(part.user_idx, part.item_idx),
@@ -667,14 +676,24 @@ class TestBiasBaselineResiduals:
         direct = model.predict(np.full(train.n_items, user), np.arange(train.n_items))
         np.testing.assert_allclose(model.fold_in(row).predictions, direct, atol=1e-5)
 
+    @pytest.mark.parametrize("regs", [(15.0, 10.0), (40.0, 2.0)])
     @pytest.mark.parametrize("variant", ["item", "user"])
-    def test_fold_in_with_huge_lambda_is_the_bias_models_fold_in(self, low_rank_split, variant):
+    def test_fold_in_with_huge_lambda_is_the_bias_models_fold_in(
+        self, low_rank_split, variant, regs
+    ):
         # W, V -> 0: a new user's predictions are mu + b_u(new) + b_i with b_u(new) the bias
-        # model's own fold-in (damped, lambda_u = 15); a new item's are mu + b_u + b_i(new),
-        # b_i(new) = sum_u (r_ui - mu - b_u) / (10 + n_i), one item step of fit_biases.
+        # model's own fold-in (damped by lambda_u); a new item's are mu + b_u + b_i(new),
+        # b_i(new) = sum_u (r_ui - mu - b_u) / (lambda_i + n_i), one item step of fit_biases.
         train = low_rank_split.train
-        model = self._fit(train, variant=variant, lam=1e9, n_epochs=100)
-        bias = BiasBaseline().fit(train)
+        model = self._fit(
+            train,
+            variant=variant,
+            lam=1e9,
+            n_epochs=100,
+            bias_reg_user=regs[0],
+            bias_reg_item=regs[1],
+        )
+        bias = make_model("bias", reg_user=regs[0], reg_item=regs[1]).fit(train)
         rng = np.random.default_rng(1)
         items = rng.choice(train.n_items, 7, replace=False)
         rating = rng.integers(1, 6, 7).astype(np.float64)
@@ -684,7 +703,7 @@ class TestBiasBaselineResiduals:
         )
         users = rng.choice(train.n_users, 9, replace=False)
         values = rng.integers(1, 6, 9).astype(np.float64)
-        b_item = np.sum(values - bias.global_mean - bias.user_bias[users]) / (10.0 + len(users))
+        b_item = np.sum(values - bias.global_mean - bias.user_bias[users]) / (regs[1] + len(users))
         expected = np.clip(bias.global_mean + bias.user_bias + b_item, 1.0, 5.0)
         folded = model.fold_in_item((train.users.ids[users].tolist(), values.tolist()))
         np.testing.assert_allclose(folded, expected, atol=1e-4)

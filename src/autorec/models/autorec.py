@@ -35,8 +35,10 @@ the rating scale, since a sigmoid cannot otherwise reach a rating of 5.
 output bias of I-AutoRec is per user, so as lambda grows (W, V -> 0) the model tends to each
 user's mean rating, which loses to the damped bias baseline ``b_ui = mu + b_u + b_i`` (Koren 2010,
 Sec. 2.1) on small or noisy data. With this option the model first fits that baseline on the
-training ratings (:func:`autorec.models.biases.fit_biases` with the bias model's defaults: the
-very fit the base class keeps for its fallback, saved with every model), then trains the
+training ratings (:func:`autorec.models.biases.fit_biases` with the damping ``bias_reg_user``,
+``bias_reg_item``, by default the bias model's 15 and 10, which the searched protocol tunes on
+validation: the very fit the base class keeps for its fallback, saved with every model), then
+trains the
 autoencoder to reconstruct the residuals from the ratings:
 
 .. math::  \\min_\\theta \\sum_{(r, c) \\in O} (R_{rc} - b_{rc} - h(R_{r,:}; \\theta)_c)^2
@@ -51,8 +53,8 @@ baseline's b_u (b_i for U-AutoRec) is each column's offset already, and a free, 
 would fit each column's undamped mean residual. So as lambda grows the prediction tends to the
 baseline itself, and a tuned lambda cannot lose much to it. It needs f = identity: a bounded or
 one-sided output cannot produce residuals of both signs. A new user or item (fold-in) first gets
-its own damped bias against the trained baseline (lambda_u = 15, lambda_i = 10: one step of the
-baseline's fit) and is then folded in as before, on residual targets.
+its own damped bias against the trained baseline (one step of the baseline's fit, with its
+lambda_u or lambda_i) and is then folded in as before, on residual targets.
 
 **Deep nets: greedy layer-wise pre-training** (``pretrain="layerwise"``, beyond the paper,
 which does not say how its deep AutoRec was trained; issue 18). A deep net of hidden
@@ -92,7 +94,6 @@ from autorec.data.ratings import Ratings
 from autorec.errors import ConfigError, ModelFitError
 from autorec.models import autorec_rank, pretrain
 from autorec.models.base import BaseConfig, Recommender
-from autorec.models.baselines import BiasConfig
 from autorec.models.kernel import kernel_of, kernelise, raw_weight
 from autorec.models.sparse import (
     BlockedRows,
@@ -179,6 +180,12 @@ class AutoRecConfig(IterativeConfig):
     # "none", the ratings (Sedhain et al. 2015, the paper's model); "bias", the residuals of the
     # damped bias baseline mu + b_u + b_i (Koren 2010, Sec. 2.1), added back to predict.
     baseline: Literal["none", "bias"] = "none"
+    # lambda_u, lambda_i of that baseline's damped biases, which are also the fallback's (cold
+    # users and items): fit_biases' defaults. The searched protocol sets them to the bias model's
+    # validation choice when baseline="bias" (autorec.search.tune_baseline): on a noisy set the
+    # default damping alone left the residual model 0.0014 behind the tuned baseline.
+    bias_reg_user: float = 15.0
+    bias_reg_item: float = 10.0
     # Greedy layer-wise pre-training of a deep net (autorec.models.pretrain; Hinton and
     # Salakhutdinov 2006): "none", a random start (the paper says nothing on how its deep model
     # was trained); "layerwise", a one-layer AutoRec, then a dense autoencoder on its codes,
@@ -262,6 +269,10 @@ class AutoRecConfig(IterativeConfig):
             raise ConfigError(f"engine must be auto, sparse or dense, got {self.engine!r}")
         if self.baseline not in ("none", "bias"):
             raise ConfigError(f"baseline must be 'none' or 'bias', got {self.baseline!r}")
+        for name in ("bias_reg_user", "bias_reg_item"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
         if self.baseline != "none" and self.f != "identity":
             raise ConfigError(
                 f"baseline={self.baseline!r} needs f='identity' (the residuals of a baseline take "
@@ -597,9 +608,12 @@ class AutoRec(Recommender):
         """The damped bias of a new user (``what="user"``, ``idx`` the items rated) or item
         against the trained baseline: one step of fit_biases, the other biases fixed."""
         if what == "user":
-            return self._fold_in_bias(idx, rating)  # lambda_u = 15
+            return self._fold_in_bias(idx, rating)
         residual = rating - self._fallback_mean - self._user_bias[idx]
-        return float(residual.sum() / (BiasConfig.reg_item + len(rating)))
+        return float(residual.sum() / (self._fallback_regs()[1] + len(rating)))
+
+    def _fallback_regs(self) -> tuple[float, float]:
+        return self.config.bias_reg_user, self.config.bias_reg_item
 
     def _sparse_from_arrays(
         self,

@@ -489,10 +489,10 @@ class Recommender(ABC):
         return item_idx, rating, ignored
 
     def _fold_in_bias(self, item_idx: np.ndarray, rating: np.ndarray) -> float:
-        """The new user's damped bias against the fallback's baseline (lambda_u = 15, as
-        :func:`autorec.models.biases.fit_biases`)."""
+        """The new user's damped bias against the fallback's baseline: one step of
+        :func:`autorec.models.biases.fit_biases` with the fallback's lambda_u."""
         residual = rating - self._fallback_mean - self._item_bias[item_idx]
-        return float(residual.sum() / (15.0 + len(rating)))
+        return float(residual.sum() / (self._fallback_regs()[0] + len(rating)))
 
     def _fold_in_user(self, item_idx: np.ndarray, rating: np.ndarray) -> Any:
         """Fit a new user's own parameters from their ratings, every trained weight frozen;
@@ -611,9 +611,18 @@ class Recommender(ABC):
         return {}
 
     # -- fallback ----------------------------------------------------------------------------
+    def _fallback_regs(self) -> tuple[float, float]:
+        """(lambda_u, lambda_i) of the fallback's damped biases: fit_biases' defaults (Koren
+        2010's damping; the bias model's defaults). A model whose config tunes them overrides
+        this."""
+        return 15.0, 10.0
+
     def _fit_fallback(self, train: Ratings) -> None:
         self._fallback_mean = self.global_mean
-        self._user_bias, self._item_bias = fit_biases(train, self.global_mean)
+        reg_user, reg_item = self._fallback_regs()
+        self._user_bias, self._item_bias = fit_biases(
+            train, self.global_mean, reg_user=reg_user, reg_item=reg_item
+        )
         # Items of each user, grouped by user (for recommend's "exclude seen"); no CSR cache
         # on the Ratings, which would keep an int64 order array as large as the data alive.
         order = np.argsort(train.user_idx, kind="stable")

@@ -128,6 +128,8 @@ class GLocalConfig(BaseConfig):
     precision: ClassVar[str] = "fp32"
     input_dropout: ClassVar[float] = 0.0
     baseline: ClassVar[str] = "none"  # the authors fit the ratings themselves
+    bias_reg_user: ClassVar[float] = 15.0  # the fallback's damping (fit_biases' defaults)
+    bias_reg_item: ClassVar[float] = 10.0
     layer_lam_scales: ClassVar[tuple[float, ...]] = ()  # one lam for every weight matrix
 
     def __post_init__(self) -> None:
