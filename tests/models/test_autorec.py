@@ -564,6 +564,20 @@ class TestBiasBaselineResiduals:
         config = dict(hidden=(8,), n_epochs=20, baseline="bias", ranking_head=False, seed=0)
         return AutoRec(AutoRecConfig(**{**config, **overrides})).fit(train, val)
 
+    @classmethod
+    def _penalised_away(cls, train, variant, regs):
+        """A residual model with lambda = 1e9 and baseline damping ``regs``, and the bias model
+        with the same damping, both fitted on ``train``."""
+        model = cls._fit(
+            train,
+            variant=variant,
+            lam=1e9,
+            n_epochs=100,
+            bias_reg_user=regs[0],
+            bias_reg_item=regs[1],
+        )
+        return model, make_model("bias", reg_user=regs[0], reg_item=regs[1]).fit(train)
+
     @pytest.mark.parametrize("regs", [(15.0, 10.0), (40.0, 2.0)])
     @pytest.mark.parametrize("variant", ["item", "user"])
     def test_huge_lambda_is_the_bias_baseline(self, low_rank_split, variant, regs) -> None:
@@ -574,15 +588,7 @@ class TestBiasBaselineResiduals:
         # 0.5 on this data), the paper's model (baseline="none") predicts each column's mean
         # rating, and a model that ignored bias_reg_* would be the (15, 10) bias model.
         train, test = low_rank_split.train, low_rank_split.test
-        model = self._fit(
-            train,
-            variant=variant,
-            lam=1e9,
-            n_epochs=100,
-            bias_reg_user=regs[0],
-            bias_reg_item=regs[1],
-        )
-        bias = make_model("bias", reg_user=regs[0], reg_item=regs[1]).fit(train)
+        model, bias = self._penalised_away(train, variant, regs)
         for part in (train, test):
             np.testing.assert_allclose(
                 model.predict(part.user_idx, part.item_idx),
@@ -685,15 +691,7 @@ class TestBiasBaselineResiduals:
         # model's own fold-in (damped by lambda_u); a new item's are mu + b_u + b_i(new),
         # b_i(new) = sum_u (r_ui - mu - b_u) / (lambda_i + n_i), one item step of fit_biases.
         train = low_rank_split.train
-        model = self._fit(
-            train,
-            variant=variant,
-            lam=1e9,
-            n_epochs=100,
-            bias_reg_user=regs[0],
-            bias_reg_item=regs[1],
-        )
-        bias = make_model("bias", reg_user=regs[0], reg_item=regs[1]).fit(train)
+        model, bias = self._penalised_away(train, variant, regs)
         rng = np.random.default_rng(1)
         items = rng.choice(train.n_items, 7, replace=False)
         rating = rng.integers(1, 6, 7).astype(np.float64)
