@@ -62,6 +62,21 @@ def test_step_size_follows_its_optimizer() -> None:
         study.tell(trial, 1.0)
 
 
+def test_the_residual_baseline_is_asked_only_with_an_identity_output() -> None:
+    # baseline="bias" needs f = identity (AutoRecConfig refuses it with a sigmoid output); the
+    # default space reaches both the paper's model and the residual one train/evaluate fit.
+    space = tune.load_space("i-autorec", None)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    baselines = set()
+    for _ in range(30):
+        trial = study.ask()
+        options = tune.suggest(trial, space)
+        assert ("baseline" in trial.params) == (trial.params["f"] == "identity")
+        baselines.add(options.get("baseline", "none"))
+        study.tell(trial, 1.0)
+    assert baselines == {"bias", "none"}
+
+
 def test_hidden_layers_halve_towards_the_middle() -> None:
     assert tune.hidden_layers(500, 1) == (500,)
     assert tune.hidden_layers(500, 3) == (500, 250, 500)  # the paper's deep AutoRec shape
