@@ -181,8 +181,52 @@ def check_cell(path: Path, rule: Any, refit: bool, data_dir: str) -> dict[str, A
     }
 
 
+def replay_outward(path: Path, tolerance: float) -> dict[str, Any] | None:
+    """The outward lambda search (autorec.search, module docstring 5) replayed on one stored
+    AutoRec cell's grid: the shipped :func:`~autorec.search.outward_next` driven by the stored
+    final validation RMSEs (None: no lambda grid). The choice is kept when the outward search's
+    best grid point is the full grid's (the extensions above the grid then run the same)."""
+    from autorec.models import get_model_class
+    from autorec.models.autorec import AutoRec
+    from autorec.reproduce import Cell
+    from autorec.reproduce.cells import cell_grid, cell_overrides
+    from autorec.search import outward_next, outward_start
+
+    cell = json.loads(path.read_text())
+    record = cell.get("record")
+    if record is None or not issubclass(get_model_class(cell["model"]), AutoRec):
+        return None
+    overrides = tuple(
+        (k, tuple(v) if isinstance(v, list) else v) for k, v in cell["overrides"].items()
+    )
+    spec = Cell(cell["setting"], cell["model"], overrides, cell["seed"])
+    grid = cell_grid(spec, cell.get("quick", False))
+    if list(grid) != ["lam"] or len(grid["lam"]) < 3:
+        return None
+    values = sorted(grid["lam"])
+    final = {c["lam"]: (c["val_rmse"], c["best_epoch"]) for c in record["candidates"]}
+    default = cell_overrides(spec, cell.get("quick", False)).get("lam", 300.0)
+    start = outward_start(values, default)
+    results: dict[float, tuple[float, bool]] = {}
+    while batch := outward_next(values, start, results, tolerance):
+        results.update({v: (final[v][0], False) for v in batch})
+    full = min(values, key=lambda v: (final[v][0], v))
+    out = min(results, key=lambda v: (results[v][0], v))
+    skipped = [v for v in values if v not in results]
+    return {
+        "cell": str(path.relative_to(ROOT / "docs/results").parent / path.stem),
+        "kept_choice": out == full,
+        "chosen": full,
+        "skipped": skipped,
+        "fits": len(values),
+        # Unpruned epochs of the skipped fits: best epoch + patience (30), at most 500.
+        "epochs_skipped": sum(min(500, final[v][1] + 30) for v in skipped),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     from autorec.protocol import DEFAULT_PRUNE, PruneRule
+    from autorec.search import SearchPolicy
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -193,7 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="an unverified cell fails")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", default=None, help="also write the per-cell results here")
+    parser.add_argument(
+        "--outward",
+        action="store_true",
+        help="replay the outward lambda search (evaluate's default) instead of the pruning rule",
+    )
+    parser.add_argument("--tolerance", type=float, default=SearchPolicy().outward_tolerance)
     args = parser.parse_args(argv)
+    if args.outward:
+        return _main_outward(args)
     rule = PruneRule(warmup=args.warmup, margin=args.margin, wave=args.wave)
     data_dir = (
         args.data_dir or os.environ.get("AUTOREC_DATA_DIR") or str(ROOT.parent / "shared/data")
@@ -238,6 +290,37 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic_write_json(args.json, {"rule": asdict(rule), "cells": results})
     return 1 if changed or (args.strict and unverified) else 0
+
+
+def _main_outward(args: argparse.Namespace) -> int:
+    results = []
+    for dataset in args.datasets.split(","):
+        for path in sorted((ROOT / "docs/results" / dataset / "cells").glob("*/seed*.json")):
+            res = replay_outward(path, args.tolerance)
+            if res is None:
+                continue
+            results.append(res)
+            verdict = "KEPT" if res["kept_choice"] else "CHANGED"
+            print(
+                f"{res['cell']:50s} {verdict:8s} lam {res['chosen']:g}  skips "
+                f"{len(res['skipped'])} of {res['fits']} fits {res['skipped']}",
+                flush=True,
+            )
+    changed = [r["cell"] for r in results if not r["kept_choice"]]
+    fits = sum(r["fits"] for r in results)
+    skipped = sum(len(r["skipped"]) for r in results)
+    print(
+        f"outward search, tolerance {args.tolerance:g}: {len(results)} cells, "
+        f"{len(results) - len(changed)} keep the choice, {len(changed)} change it; it skips "
+        f"{skipped} of {fits} grid fits, >= {sum(r['epochs_skipped'] for r in results)} epochs"
+    )
+    for cell in changed:
+        print(f"CHANGED: {cell}")
+    if args.json:
+        from autorec.atomic import atomic_write_json
+
+        atomic_write_json(args.json, {"tolerance": args.tolerance, "cells": results})
+    return 1 if changed else 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autorec import protocol
 from autorec.data import paper_split, synthetic_ratings
@@ -13,6 +15,7 @@ from autorec.errors import ConfigError
 from autorec.protocol import run_protocol
 from autorec.search import (
     SearchPolicy,
+    outward_next,
     refine_values,
     search_defaults,
     simpler_model_check,
@@ -87,7 +90,8 @@ def test_refinement_converges_on_an_optimum_between_grid_points(low_rank, monkey
     # against 0.0493); round 2 splits 21.5..46.4..100 and the 2 fits left of the budget of 6 go
     # to the nearest points, 59.9 and 35.9.
     monkeypatch.setattr(protocol, "_val_rmse", _parabola(60.0))
-    policy = SearchPolicy(max_fits=6)
+    # outward=False: the grid point by point, so the test knows every candidate's position.
+    policy = SearchPolicy(max_fits=6, outward=False)
     result = run_protocol(
         low_rank,
         "i-autorec",
@@ -120,7 +124,7 @@ def test_refinement_stops_when_a_round_gains_less_than_the_tolerance(low_rank, m
         seed=0,
         grid={"lam": (10.0, 100.0, 1000.0)},
         overrides=FAST_AUTOREC,
-        search=SearchPolicy(),
+        search=SearchPolicy(outward=False),
     )
     assert _lams(result) == [10.0, 100.0, 1000.0, 215.0, 46.4, 464.0, 21.5]
     assert result.record["hyperparameters"]["lam"] == 100.0
@@ -134,7 +138,7 @@ def test_refinement_follows_an_open_above_extension(low_rank, monkeypatch) -> No
         seed=0,
         grid={"lam": (100.0, 1000.0)},
         overrides=FAST_AUTOREC,
-        search=SearchPolicy(tolerance=1.0),  # one round
+        search=SearchPolicy(tolerance=1.0, outward=False),  # one round
     )
     # 3000 -> 10000 -> stop (worse); then refine around 3000 inside 1000..10000.
     assert _lams(result) == [100.0, 1000.0, 3000.0, 10000.0, 2080.0, 4480.0, 1440.0, 6690.0]
@@ -150,7 +154,7 @@ def test_refinement_takes_one_point_per_gap_on_large_data(low_rank, monkeypatch)
         seed=0,
         grid={"lam": (10.0, 100.0, 1000.0)},
         overrides=FAST_AUTOREC,
-        search=SearchPolicy(small_data=10),
+        search=SearchPolicy(small_data=10, outward=False),
     )
     assert _lams(result) == [10.0, 100.0, 1000.0, 316.0, 31.6]  # 316 is nearer after rounding
     assert result.record["search"] == {
@@ -247,7 +251,9 @@ def test_refined_protocol_beats_or_ties_the_coarse_one_on_synthetic_data() -> No
     )
     coarse = run_protocol(ratings, "i-autorec", **kwargs)
     # A budget of 2 fits keeps the test short: the two points nearest the coarse optimum.
-    refined = run_protocol(ratings, "i-autorec", search=SearchPolicy(max_fits=2), **kwargs)
+    refined = run_protocol(
+        ratings, "i-autorec", search=SearchPolicy(max_fits=2, outward=False), **kwargs
+    )
     assert refined.candidates[:3] == coarse.candidates
     assert refined.record["val_rmse"] <= coarse.record["val_rmse"]
     assert len(refined.candidates) == 5
@@ -329,3 +335,58 @@ def test_the_search_tries_the_tuned_baselines_damping_only_when_the_baseline_win
     assert run(0.5, {**FAST_AUTOREC, "baseline": "none"})[1] == (15.0, 10.0)
     fixed, regs = run(0.5, {**FAST_AUTOREC, "baseline": "bias"}, SearchPolicy(adapt=False))
     assert regs == (15.0, 10.0)
+
+
+# -- the outward grid search (module docstring, 5) ------------------------------------------------
+GRID8 = [0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 300.0, 1000.0]
+
+
+def test_outward_next_starts_at_the_default_and_goes_on_only_near_the_best() -> None:
+    assert outward_next(GRID8, 300.0, {}, 0.01) == [300.0, 100.0, 1000.0]
+    seen = {300.0: (0.84, False), 100.0: (0.85, False), 1000.0: (0.86, False)}
+    # 300 best; 100 is 1.2% worse (past the tolerance): done below; 1000 is the grid's end.
+    assert outward_next(GRID8, 300.0, seen, 0.01) == []
+    # Within 1% below: one step further down.
+    assert outward_next(GRID8, 300.0, {**seen, 100.0: (0.848, False)}, 0.01) == [10.0]
+    # A pruned end stopped early (its final RMSE is unknown): the direction goes on.
+    assert outward_next(GRID8, 300.0, {**seen, 100.0: (0.95, True)}, 0.01) == [10.0]
+    # The best at the lower end always goes on, down to the grid's first value.
+    low = {1.0: (0.80, False), 10.0: (0.82, False), 100.0: (0.83, False), 300.0: (0.84, False)}
+    assert outward_next(GRID8, 300.0, {**low, 1000.0: (0.9, False)}, 0.0) == [0.1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    drops=st.lists(st.floats(1e-4, 0.2), min_size=0, max_size=7),
+    rises=st.lists(st.floats(1e-4, 0.2), min_size=0, max_size=7),
+    start=st.integers(0, 13),
+)
+def test_outward_search_finds_the_minimum_of_any_unimodal_curve(drops, rises, start) -> None:
+    # Validation RMSE strictly falling then strictly rising in lambda (the shape of every
+    # committed AutoRec cell up to noise; docs/experiments.md): from any start, with no
+    # tolerance at all, the search ends on the grid's minimum.
+    curve = [1.0 + sum(drops[i:]) for i in range(len(drops))] + [1.0]
+    curve += [1.0 + sum(rises[: i + 1]) for i in range(len(rises))]
+    values = [float(10**i) for i in range(len(curve))]
+    first = values[min(start, len(values) - 1)]
+    results: dict[float, tuple[float, bool]] = {}
+    while batch := outward_next(values, first, results, 0.0):
+        assert not set(batch) & set(results)  # nothing is fitted twice
+        results.update({v: (curve[values.index(v)], False) for v in batch})
+    assert min(results, key=lambda v: results[v][0]) == values[len(drops)]
+
+
+def test_protocol_searches_lambda_outward_and_chooses_as_the_full_grid(low_rank, monkeypatch):
+    # Stand-in validation RMSE with its optimum at 100: the full grid and the outward search
+    # choose the same lambda (and refine it the same way); the outward one never fits the
+    # plateau below 10, and says so in the record.
+    monkeypatch.setattr(protocol, "_val_rmse", _parabola(100.0))
+    kwargs = dict(seed=0, grid={"lam": tuple(GRID8)}, overrides=FAST_AUTOREC)
+    full = run_protocol(low_rank, "i-autorec", search=SearchPolicy(outward=False), **kwargs)
+    out = run_protocol(low_rank, "i-autorec", search=SearchPolicy(), **kwargs)
+    # 300 (the default) and its neighbours, then 10: 2.3x worse than 100, so the search stops.
+    assert _lams(out)[:4] == [300.0, 100.0, 1000.0, 10.0]
+    assert out.record["search"]["outward_skipped"] == [0.001, 0.01, 0.1, 1.0]
+    assert out.record["hyperparameters"] == full.record["hyperparameters"]
+    assert _lams(out)[4:] == _lams(full)[8:]  # the same refinement points
+    assert "outward_skipped" not in full.record["search"]

@@ -90,6 +90,9 @@ from autorec.search import (
     NOT_COMPARED,
     SearchPolicy,
     adapt_search,
+    outward_key,
+    outward_next,
+    outward_start,
     search_defaults,
     simpler_model_check,
     tune_baseline,
@@ -452,10 +455,17 @@ def run_protocol(
     # Points of one wave do not see each other: without pruning nothing depends on the wave size.
     wave_size = prune.wave if prune is not None and iterative else jobs
     pool = _worker_pool(jobs, split) if jobs > 1 and len(points) > 1 else None
+    outward = outward_key(search, model_name, grid) if search is not None else None
+    skipped: list[Any] = []
     try:
-        for start in range(0, len(points), wave_size):
-            numbered = enumerate(points[start : start + wave_size], start=start + 1)
-            try_wave([(point, f"{number}/{len(points)}") for number, point in numbered])
+        if outward is None:
+            for start in range(0, len(points), wave_size):
+                numbered = enumerate(points[start : start + wave_size], start=start + 1)
+                try_wave([(point, f"{number}/{len(points)}") for number, point in numbered])
+        else:
+            skipped = _search_outward(
+                outward, grid, model_name, search.outward_tolerance, wave_size, try_wave, candidates
+            )
     finally:
         if pool is not None:
             pool.shutdown()
@@ -490,6 +500,8 @@ def run_protocol(
             set(overrides),
             tuned_baseline if wants_baseline_regs(search, model_name, overrides) else None,
         )
+    if outward is not None:
+        adapted = {**(adapted or {}), "outward_skipped": skipped}
     # -- end of the adaptive search
     val_rmse, point, best_model, history = best
     chosen = {**point}
@@ -584,6 +596,31 @@ def run_protocol(
     return ProtocolResult(
         record=record, model=model, split=split, candidates=candidates, ranking=ranked
     )
+
+
+def _search_outward(
+    key: str,
+    grid: dict[str, tuple[Any, ...]],
+    model_name: str,
+    tolerance: float,
+    wave_size: int,
+    try_wave: Callable[[list[tuple[dict[str, Any], str]]], None],
+    candidates: list[dict[str, Any]],
+) -> list[Any]:
+    """Fit ``grid[key]`` outward from the value nearest the model's default
+    (:func:`autorec.search.outward_next`), ``wave_size`` points at a time; return the grid
+    values it did not need."""
+    values = sorted(grid[key])
+    default = getattr(model_config(model_name), key, None)
+    start = outward_start(values, default if isinstance(default, int | float) else 0.0)
+    results: dict[float, tuple[float, bool]] = {}
+    while batch := outward_next(values, start, results, tolerance):
+        for first in range(0, len(batch), wave_size):
+            wave = batch[first : first + wave_size]
+            try_wave([({key: v}, f"{values.index(v) + 1}/{len(values)}, outward") for v in wave])
+        for candidate in candidates[-len(batch) :]:
+            results[candidate[key]] = (candidate["val_rmse"], bool(candidate.get("pruned")))
+    return [v for v in values if v not in results]
 
 
 @dataclass(frozen=True)
