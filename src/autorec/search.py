@@ -30,7 +30,6 @@ validation, never on test:
    or an output activation other than identity. When the search ends with the model no better
    than the tuned bias baseline on validation, it fits the model once more at its best point
    with that baseline's damping (:func:`baseline_regs`), unless the caller set the damping.
-
 5. **Outward grid search** (:func:`outward_key`, :func:`outward_next`): AutoRec's lambda grid is
    not fitted point by point from 0.001 up but outward from the value nearest the config's
    default (300): that point and its two neighbours first, then each direction one point further
@@ -39,7 +38,7 @@ validation, never on test:
    unimodal in lambda up to noise: replayed on the 150 committed AutoRec cells (ML-1M and
    ML-100k, every Table 1 / Figure 2 / deep row and seed), this search makes the same choice on
    every cell and skips 572 of their 1,200 grid fits, mostly the plateau of small lambdas
-   (0.001-10) that over-fit after about 20 epochs (``benchmarks/check_pruning.py --outward``).
+   (0.001-1) that over-fit after about 20 epochs (``benchmarks/check_pruning.py --outward``).
    With no tolerance it would miss one cell (deep AutoRec, ML-100k seed 4: 0.001 beats 10 by
    0.0008 across a plateau).
 

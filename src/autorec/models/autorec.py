@@ -36,10 +36,9 @@ output bias of I-AutoRec is per user, so as lambda grows (W, V -> 0) the model t
 user's mean rating, which loses to the damped bias baseline ``b_ui = mu + b_u + b_i`` (Koren 2010,
 Sec. 2.1) on small or noisy data. With this option the model first fits that baseline on the
 training ratings (:func:`autorec.models.biases.fit_biases` with the damping ``bias_reg_user``,
-``bias_reg_item``, by default the bias model's 15 and 10, which the searched protocol tunes on
-validation: the very fit the base class keeps for its fallback, saved with every model), then
-trains the
-autoencoder to reconstruct the residuals from the ratings:
+``bias_reg_item``, by default the bias model's 15 and 10, which the searched protocol may set
+on validation: the very fit the base class keeps for its fallback, saved with every model), then
+trains the autoencoder to reconstruct the residuals from the ratings:
 
 .. math::  \\min_\\theta \\sum_{(r, c) \\in O} (R_{rc} - b_{rc} - h(R_{r,:}; \\theta)_c)^2
            + \\frac{\\lambda}{2} \\sum_{\\text{weights } M} \\|M\\|_F^2, \\qquad
@@ -181,9 +180,9 @@ class AutoRecConfig(IterativeConfig):
     # damped bias baseline mu + b_u + b_i (Koren 2010, Sec. 2.1), added back to predict.
     baseline: Literal["none", "bias"] = "none"
     # lambda_u, lambda_i of that baseline's damped biases, which are also the fallback's (cold
-    # users and items): fit_biases' defaults. The searched protocol sets them to the bias model's
-    # validation choice when baseline="bias" (autorec.search.tune_baseline): on a noisy set the
-    # default damping alone left the residual model 0.0014 behind the tuned baseline.
+    # users and items): fit_biases' defaults. When the residual model has not beaten the tuned
+    # bias model on validation, the searched protocol tries that model's damping
+    # (autorec.search.baseline_regs): on a noisy set the defaults left it 0.0014 behind.
     bias_reg_user: float = 15.0
     bias_reg_item: float = 10.0
     # Greedy layer-wise pre-training of a deep net (autorec.models.pretrain; Hinton and
