@@ -159,3 +159,28 @@ def test_parallel_grid_points_give_the_sequential_record_bit_for_bit(low_rank) -
 def test_jobs_is_checked(low_rank) -> None:
     with pytest.raises(ConfigError, match="jobs must be >= 1"):
         run_protocol(low_rank, "bias", seed=0, jobs=0)
+
+
+def test_the_outward_search_gives_the_same_record_with_two_processes(low_rank) -> None:
+    # The outward lambda search (autorec.search, 5) with pruning: each batch of points runs in
+    # waves whose incumbent is fixed before they start, so two processes change nothing. A
+    # pruned end goes on (its final value is unknown), which this grid exercises.
+    from autorec.search import SearchPolicy
+
+    rule = PruneRule(warmup=3, margin=0.3, wave=2)
+    # The outward grid alone (no refinement or k stage), real fits. This data's lambda curve is
+    # flat (0.9197 at 300, 0.9230 at 100), so a tolerance of 0.1% makes 100 end the descent.
+    search = SearchPolicy(small_data=0, max_fits=0, outward_tolerance=0.001)
+    grid = {"lam": (0.001, 0.1, 1.0, 100.0, 300.0, 3000.0, 30000.0)}
+    kw = {**GRID_KW, "grid": grid, "prune": rule, "search": search}
+    one = run_protocol(low_rank, "i-autorec", jobs=1, **kw).record
+    two = run_protocol(low_rank, "i-autorec", jobs=2, **kw).record
+    # 300 and its neighbours, then 30000 past the pruned 3000; nothing below 100.
+    lams = [c["lam"] for c in one["candidates"]]
+    assert lams[:4] == [300.0, 100.0, 3000.0, 30000.0]
+    assert [c.get("pruned", False) for c in one["candidates"][:4]] == [False, False, True, True]
+    assert one["search"]["outward_skipped"] == [0.001, 0.1, 1.0]
+    for key in TIMINGS:
+        one.pop(key), two.pop(key)
+    assert one["ranking_head"].pop("seconds") >= 0 and two["ranking_head"].pop("seconds") >= 0
+    assert one == two
