@@ -9,6 +9,7 @@ import pytest
 from autorec import protocol
 from autorec.data import paper_split
 from autorec.models import get_model_class
+from autorec.models.base import FitHistory
 from autorec.protocol import MAX_EXTENSIONS, grid_points, next_above, run_protocol
 from autorec.ranking import evaluate_ranking
 
@@ -232,3 +233,35 @@ def test_a_warm_retrain_continues_the_chosen_model_for_the_configured_epochs(low
     assert warm.model.history.n_epochs == 3
     assert cold.model.history.n_epochs == cold.record["best_epoch"]
     assert warm.model._train_x.nnz == warm.split.train.n_ratings + warm.split.val.n_ratings
+
+
+def test_retrain_check_flags_a_retrain_that_ends_far_above_the_chosen_fit() -> None:
+    # Lined up by epoch: the retrain's last training RMSE against the chosen fit's at that epoch
+    # (the i-kernelnet stall that motivated it: 0.897 against 0.705).
+    chosen = FitHistory(train_rmse=[1.0, 0.8, 0.705, 0.70])
+    healthy = protocol.retrain_check(chosen, FitHistory(train_rmse=[1.0, 0.81, 0.72]))
+    assert healthy == {"train_rmse": 0.72, "chosen_fit_train_rmse": 0.705, "stalled": False}
+    assert protocol.retrain_check(chosen, FitHistory(train_rmse=[1.0, 0.9, 0.897]))["stalled"]
+    assert protocol.retrain_check(chosen, FitHistory()) is None  # not iterative
+    assert protocol.retrain_check(chosen, FitHistory(train_rmse=[1.0] * 5)) is None  # longer
+
+
+def test_protocol_says_when_the_retrain_stalled(low_rank, monkeypatch, caplog) -> None:
+    kwargs = dict(seed=0, grid={"lam": (10.0,)}, overrides={"hidden": (8,), "n_epochs": 40})
+    healthy = run_protocol(low_rank, "i-autorec", **kwargs).record
+    assert healthy["retrain_check"]["stalled"] is False
+    # The retrain (the only model made with fewer epochs than the grid's 40) gets a step too
+    # small to move: its training RMSE stays at the start, far above the chosen fit's.
+    made = protocol.make_model
+
+    def stalling(name, **options):
+        if options.get("n_epochs", 40) < 40:
+            options["lr"] = 1e-12
+        return made(name, **options)
+
+    monkeypatch.setattr(protocol, "make_model", stalling)
+    with caplog.at_level(logging.WARNING, logger="autorec.protocol"):
+        stalled = run_protocol(low_rank, "i-autorec", **kwargs).record
+    assert stalled["retrain_check"]["stalled"] is True
+    assert "the optimiser stalled" in caplog.text
+    assert stalled["val_rmse"] == healthy["val_rmse"]  # the choice itself is untouched
