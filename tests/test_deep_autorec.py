@@ -22,18 +22,21 @@ _SPEC.loader.exec_module(da)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+# A deep net small enough for the test data, pre-trained layer-wise (config is frozen: shared).
+TINY_DEEP = AutoRecConfig(
+    hidden=(6, 3, 6),
+    lam=10.0,
+    n_epochs=5,
+    pretrain="layerwise",
+    pretrain_lam=10.0,
+    pretrain_middle_epochs=20,
+    ranking_head=False,
+)
+
 
 def test_run_reports_the_models_validation_stopped_fit() -> None:
     split = paper_split(low_rank_ratings(), seed=0)
-    cfg = AutoRecConfig(
-        hidden=(6, 3, 6),
-        lam=10.0,
-        n_epochs=5,
-        pretrain="layerwise",
-        pretrain_lam=10.0,
-        pretrain_middle_epochs=20,
-        ranking_head=False,
-    )
+    cfg = TINY_DEEP
     record = da.run(cfg, split, retrain=False)
     model = AutoRec(cfg).fit(split.train, split.val)
     final = record["final"]
@@ -48,15 +51,7 @@ def test_run_reports_the_models_validation_stopped_fit() -> None:
 
 def test_retrain_refits_every_stage_for_the_epochs_validation_chose() -> None:
     split = paper_split(low_rank_ratings(), seed=0)
-    cfg = AutoRecConfig(
-        hidden=(6, 3, 6),
-        lam=10.0,
-        n_epochs=5,
-        pretrain="layerwise",
-        pretrain_lam=10.0,
-        pretrain_middle_epochs=20,
-        ranking_head=False,
-    )
+    cfg = TINY_DEEP
     record = da.run(cfg, split, retrain=True)
     final, again = record["final"], record["retrain"]
     assert again["config"]["n_epochs"] == final["best_epoch"] == again["epochs_run"]

@@ -353,13 +353,12 @@ def run_protocol(
     if jobs > 1 and DistEnv.from_environ().is_distributed:
         raise ConfigError("parallel grid points (jobs > 1) cannot run under torch.distributed")
     tuned_baseline: tuple[float, dict[str, Any]] | None = None
+    damps = search is not None and wants_baseline_regs(search, model_name, overrides)
     if search is not None:
         grid = widened_grid(search, model_name, grid, split.train.n_ratings)
         # The bias baseline tuned on validation: the simpler model the check compares with, and
         # the damping the search tries when that model is not beaten (search.adapt_search).
-        if wants_baseline_regs(search, model_name, overrides) or (
-            search.compare_baseline and model_name not in NOT_COMPARED
-        ):
+        if damps or (search.compare_baseline and model_name not in NOT_COMPARED):
             tuned_baseline = tune_baseline(split, overrides)
     if open_above is None:
         open_above = get_model_class(model_name).open_above
@@ -520,7 +519,7 @@ def run_protocol(
             lambda: (best[0], best[1]),  # type: ignore[index]
             candidates,
             set(overrides),
-            tuned_baseline if wants_baseline_regs(search, model_name, overrides) else None,
+            tuned_baseline if damps else None,
         )
     if outward is not None:
         adapted = {**(adapted or {}), "outward_skipped": skipped}

@@ -268,10 +268,6 @@ class AutoRecConfig(IterativeConfig):
             raise ConfigError(f"engine must be auto, sparse or dense, got {self.engine!r}")
         if self.baseline not in ("none", "bias"):
             raise ConfigError(f"baseline must be 'none' or 'bias', got {self.baseline!r}")
-        for name in ("bias_reg_user", "bias_reg_item"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
         if self.baseline != "none" and self.f != "identity":
             raise ConfigError(
                 f"baseline={self.baseline!r} needs f='identity' (the residuals of a baseline take "
@@ -279,7 +275,7 @@ class AutoRecConfig(IterativeConfig):
             )
         if self.pretrain not in ("none", "layerwise"):
             raise ConfigError(f"pretrain must be 'none' or 'layerwise', got {self.pretrain!r}")
-        for name in ("pretrain_lam", "pretrain_middle_lam"):
+        for name in ("bias_reg_user", "bias_reg_item", "pretrain_lam", "pretrain_middle_lam"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
