@@ -66,6 +66,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (validation draw)")
     parser.add_argument("--members", default=",".join(ML100K_MEMBERS))
     parser.add_argument("--blend", default="auto", choices=("auto", "ridge", "average"))
+    parser.add_argument(
+        "--blend-folds",
+        type=int,
+        default=1,
+        help="1: weights on validation; K >= 2: on out-of-fold predictions of train + validation",
+    )
     parser.add_argument("--fallback", default="bias", choices=("bias", "constant"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
@@ -76,7 +82,12 @@ def main() -> None:
     data_dir = _data_dir()
     full = load_dataset(args.dataset, data_dir=data_dir).ratings
     members = tuple(m.strip() for m in args.members.split(","))
-    overrides = {"members": members, "blend": args.blend, "fallback": args.fallback}
+    overrides = {
+        "members": members,
+        "blend": args.blend,
+        "fallback": args.fallback,
+        "blend_folds": args.blend_folds,
+    }
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         split = None

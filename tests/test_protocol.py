@@ -262,6 +262,14 @@ def test_protocol_says_when_the_retrain_stalled(low_rank, monkeypatch, caplog) -
     monkeypatch.setattr(protocol, "make_model", stalling)
     with caplog.at_level(logging.WARNING, logger="autorec.protocol"):
         stalled = run_protocol(low_rank, "i-autorec", **kwargs).record
-    assert stalled["retrain_check"]["stalled"] is True
-    assert "the optimiser stalled" in caplog.text
+    check = stalled["retrain_check"]
+    assert check["stalled"] is True
+    assert "the optimiser stalled; retraining from the chosen fit's weights" in caplog.text
     assert stalled["val_rmse"] == healthy["val_rmse"]  # the choice itself is untouched
+    # Repaired: the retrain again, continuing from the chosen fit's weights (its step still too
+    # small to move them), so the tested model is the chosen fit, not the stalled start.
+    # (Its training RMSE now covers the validation ratings the chosen fit never trained on.)
+    repaired, reference = check["repaired_train_rmse"], check["chosen_fit_train_rmse"]
+    assert repaired < protocol.RETRAIN_STALL_RATIO * reference < check["train_rmse"]
+    assert stalled["test_rmse"] < healthy["test_rmse"] + 0.05
+    assert stalled["test_rmse"] < check["train_rmse"] - 0.1  # the stalled model's level

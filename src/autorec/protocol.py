@@ -554,27 +554,42 @@ def run_protocol(
         carried = best_model.retrain_overrides() if best_model is not None else {}
         fixed.update(carried)
         chosen.update(carried)
+
+        def chosen_fit() -> Recommender:
+            # The chosen point's model is gone only after a resume that skipped its fit, or when
+            # nothing asked to keep it: fit it again (the same weights, bit for bit, with one
+            # torch thread).
+            if best_model is not None:
+                return best_model
+            return make_model(model_name, **{**overrides, **search_only, **point}).fit(
+                split.train, split.val
+            )
+
         model = make_model(model_name, **fixed)
         if warm:
-            # The chosen point's model is gone only after a resume that skipped its fit: fit
-            # it again (the same weights, bit for bit, with one torch thread).
-            start = best_model or make_model(model_name, **{**overrides, **search_only, **point})
-            if best_model is None:
-                start.fit(split.train, split.val)
-            model.start_from(start)
+            model.start_from(chosen_fit())
         merged = split.train.merge(split.val)
         model.fit(merged, **fit_options("retrain", "retrain"))
         # A warm retrain continues from the chosen weights: its epochs do not line up.
         checked = None if warm else retrain_check(history, model.history)
         if checked is not None and checked["stalled"]:
+            # Repaired where the model can start from trained weights (AutoRec): the same
+            # epochs again, continuing from the chosen fit, which the stall cannot undo.
+            repairable = "warm_retrain_epochs" in fields
             log.warning(
                 "%s: the retrain on train + validation ended at training RMSE %.4f, against "
-                "%.4f for the chosen fit at the same epoch: the optimiser stalled, and the "
-                "test RMSE below is not what this setting reaches",
+                "%.4f for the chosen fit at the same epoch: the optimiser stalled; %s",
                 model_name,
                 checked["train_rmse"],
                 checked["chosen_fit_train_rmse"],
+                "retraining from the chosen fit's weights instead"
+                if repairable
+                else "the test RMSE below is not what this setting reaches",
             )
+            if repairable:
+                model = make_model(model_name, **fixed).start_from(chosen_fit())
+                model.fit(merged, **fit_options("retrain", "retrain"))
+                checked["repaired_train_rmse"] = model.history.train_rmse[-1]
         # Keep the validation record of the run that chose the settings.
         model.history.val_rmse = history.val_rmse
         model.history.best_epoch = history.best_epoch

@@ -126,6 +126,48 @@ def test_predict_is_the_clipped_blend_of_the_members(fitted, low_rank_split) -> 
     np.testing.assert_allclose(fitted._rank_score(users, items), blended, rtol=1e-12)
 
 
+def test_cross_fitted_weights_use_out_of_fold_predictions_of_train_and_validation(
+    low_rank_split, monkeypatch
+) -> None:
+    # Every fold's members must be fitted on the other folds and predict only their own fold:
+    # a member's global mean is its training set's mean, so it names the ratings it trained on.
+    from autorec.models import ensemble as ensemble_module
+
+    folds, predicted = [], []
+    real_kfold, real_known = ensemble_module.kfold, ensemble_module._known_predictions
+
+    def spy_kfold(pool, n_folds, *, seed):
+        for split in real_kfold(pool, n_folds, seed=seed):
+            folds.append(split)
+            yield split
+
+    def spy_known(members, held):
+        predicted.append((members[0].global_mean, held))
+        return real_known(members, held)
+
+    monkeypatch.setattr(ensemble_module, "kfold", spy_kfold)
+    monkeypatch.setattr(ensemble_module, "_known_predictions", spy_known)
+    train, val = low_rank_split.train, low_rank_split.val
+    model = make_model("ensemble", members=MEMBERS, blend_folds=3).fit(train, val)
+
+    assert len(folds) == 3 and len(predicted) == 3
+    n_pool = train.n_ratings + val.n_ratings
+    assert sum(split.test.n_ratings for split in folds) == n_pool
+    for split, (member_mean, held) in zip(folds, predicted, strict=True):
+        assert held is split.test
+        assert member_mean == pytest.approx(float(split.train.rating.mean()))
+    # The weights saw (nearly) every rating of train + validation, not the 10% validation set.
+    assert model.blend_report["blend_folds"] == 3
+    assert val.n_ratings < model.blend_report["n_val"] <= n_pool
+    # The members kept are step 1's: fitted on train, early-stopped on validation.
+    assert model.members[0].global_mean == pytest.approx(float(train.rating.mean()))
+
+
+def test_cross_fitting_is_refused_below_one_fold() -> None:
+    with pytest.raises(ConfigError, match="blend_folds must be >= 1, got 0"):
+        EnsembleConfig(members=("bias",), blend_folds=0)
+
+
 # -- member specs -------------------------------------------------------------------------------
 def test_member_specs_convert_values_to_the_field_types() -> None:
     assert parse_member("i-autorec:hidden=500/250/500:lam=1:engine=sparse") == (
