@@ -178,7 +178,15 @@ def check_cell(path: Path, rule: Any, refit: bool, data_dir: str) -> dict[str, A
         "winner_pruned_at": pruned_at.get(w),
         "epochs_total": total,
         "epochs_saved_at_least": saved,
+        # Time: the cell's recorded protocol seconds, and the saved epochs at its mean epoch time
+        # (the retrain's epochs, the only ones a cell times: same model, a tenth more data).
+        "seconds": record["train_seconds"],
+        "seconds_saved_at_least": saved * _mean(record.get("epoch_seconds") or []),
     }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def replay_outward(path: Path, tolerance: float) -> dict[str, Any] | None:
@@ -277,11 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     unverified = [r["cell"] for r in results if r["kept_choice"] and r["unverified"]]
     total = sum(r["epochs_total"] for r in results)
     saved = sum(r["epochs_saved_at_least"] for r in results)
+    hours = sum(r["seconds"] for r in results) / 3600
+    hours_saved = sum(r["seconds_saved_at_least"] for r in results) / 3600
     print(
         f"rule {asdict(rule)}: {len(results)} cells, {len(results) - len(changed)} keep the "
         f"choice ({len(unverified)} of them unverified, {len(approximate)} judged on a refit "
         f"that differs from the stored run), {len(changed)} change it; grid "
-        f"epoch-fits saved >= {saved} of {total} ({100 * saved / max(total, 1):.1f}%)"
+        f"epoch-fits saved >= {saved} of {total} ({100 * saved / max(total, 1):.1f}%); "
+        f"protocol time recorded {hours:.2f} h, saved >= {hours_saved:.2f} h "
+        f"({100 * hours_saved / max(hours, 1e-9):.1f}%)"
     )
     for cell in changed:
         print(f"CHANGED: {cell}")

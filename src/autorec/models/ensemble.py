@@ -408,8 +408,7 @@ class Ensemble(Recommender):
 
     # -- scoring ---------------------------------------------------------------------------------
     def _member_predictions(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """(n, M) unclipped member predictions of aligned pairs."""
-        return np.stack([m._unclipped(users, items) for m in self.members], axis=1)
+        return _stacked(self.members, users, items)
 
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         p = self._member_predictions(
@@ -528,9 +527,12 @@ def _known_predictions(members: list[Recommender], held: Ratings) -> tuple[np.nd
             "the validation set has no rating of a user and an item seen in training: "
             "no blend weights can be fitted"
         )
-    users, items = held.user_idx[known], held.item_idx[known]
-    p = np.stack([m._unclipped(users, items) for m in members], axis=1)  # (n, M)
-    return p, held.rating[known]
+    return _stacked(members, held.user_idx[known], held.item_idx[known]), held.rating[known]
+
+
+def _stacked(members: list[Recommender], users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(n, M) unclipped member predictions of aligned pairs."""
+    return np.stack([m._unclipped(users, items) for m in members], axis=1)
 
 
 def _prediction_block(member: Recommender, users: np.ndarray) -> np.ndarray:
