@@ -246,9 +246,14 @@ def test_retrain_check_flags_a_retrain_that_ends_far_above_the_chosen_fit() -> N
     assert protocol.retrain_check(chosen, FitHistory(train_rmse=[1.0] * 5)) is None  # longer
 
 
-def test_protocol_says_when_the_retrain_stalled(low_rank, monkeypatch, caplog) -> None:
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["plain", "checkpointed"])
+def test_protocol_says_when_the_retrain_stalled(
+    low_rank, monkeypatch, caplog, tmp_path, checkpointed
+) -> None:
     kwargs = dict(seed=0, grid={"lam": (10.0,)}, overrides={"hidden": (8,), "n_epochs": 40})
     healthy = run_protocol(low_rank, "i-autorec", **kwargs).record
+    if checkpointed:  # the repair must not resume the stalled retrain's own checkpoint
+        kwargs["checkpoints"] = protocol.ProtocolCheckpoints(tmp_path, 1, None, resume=True)
     assert healthy["retrain_check"]["stalled"] is False
     # The retrain (the only model made with fewer epochs than the grid's 40) gets a step too
     # small to move: its training RMSE stays at the start, far above the chosen fit's.

@@ -588,7 +588,8 @@ def run_protocol(
             )
             if repairable:
                 model = make_model(model_name, **fixed).start_from(chosen_fit())
-                model.fit(merged, **fit_options("retrain", "retrain"))
+                # A checkpoint folder of its own: an interrupted repair resumes as the repair.
+                model.fit(merged, **fit_options("retrain", "retrain-repair"))
                 checked["repaired_train_rmse"] = model.history.train_rmse[-1]
         # Keep the validation record of the run that chose the settings.
         model.history.val_rmse = history.val_rmse
