@@ -41,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -181,12 +182,8 @@ def check_cell(path: Path, rule: Any, refit: bool, data_dir: str) -> dict[str, A
         # Time: the cell's recorded protocol seconds, and the saved epochs at its mean epoch time
         # (the retrain's epochs, the only ones a cell times: same model, a tenth more data).
         "seconds": record["train_seconds"],
-        "seconds_saved_at_least": saved * _mean(record.get("epoch_seconds") or []),
+        "seconds_saved_at_least": saved * statistics.fmean(record.get("epoch_seconds") or [0.0]),
     }
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
 
 
 def replay_outward(path: Path, tolerance: float) -> dict[str, Any] | None:

@@ -246,17 +246,9 @@ def test_retrain_check_flags_a_retrain_that_ends_far_above_the_chosen_fit() -> N
     assert protocol.retrain_check(chosen, FitHistory(train_rmse=[1.0] * 5)) is None  # longer
 
 
-@pytest.mark.parametrize("checkpointed", [False, True], ids=["plain", "checkpointed"])
-def test_protocol_says_when_the_retrain_stalled(
-    low_rank, monkeypatch, caplog, tmp_path, checkpointed
-) -> None:
-    kwargs = dict(seed=0, grid={"lam": (10.0,)}, overrides={"hidden": (8,), "n_epochs": 40})
-    healthy = run_protocol(low_rank, "i-autorec", **kwargs).record
-    if checkpointed:  # the repair must not resume the stalled retrain's own checkpoint
-        kwargs["checkpoints"] = protocol.ProtocolCheckpoints(tmp_path, 1, None, resume=True)
-    assert healthy["retrain_check"]["stalled"] is False
-    # The retrain (the only model made with fewer epochs than the grid's 40) gets a step too
-    # small to move: its training RMSE stays at the start, far above the chosen fit's.
+def _stall_retrains(monkeypatch) -> None:
+    """Every retrain (the only model made with fewer epochs than the grid's 40) gets a step too
+    small to move: its training RMSE stays at the start, far above the chosen fit's."""
     made = protocol.make_model
 
     def stalling(name, **options):
@@ -265,8 +257,17 @@ def test_protocol_says_when_the_retrain_stalled(
         return made(name, **options)
 
     monkeypatch.setattr(protocol, "make_model", stalling)
+
+
+STALL_KW = dict(seed=0, grid={"lam": (10.0,)}, overrides={"hidden": (8,), "n_epochs": 40})
+
+
+def test_protocol_says_when_the_retrain_stalled(low_rank, monkeypatch, caplog) -> None:
+    healthy = run_protocol(low_rank, "i-autorec", **STALL_KW).record
+    assert healthy["retrain_check"]["stalled"] is False
+    _stall_retrains(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="autorec.protocol"):
-        stalled = run_protocol(low_rank, "i-autorec", **kwargs).record
+        stalled = run_protocol(low_rank, "i-autorec", **STALL_KW).record
     check = stalled["retrain_check"]
     assert check["stalled"] is True
     assert "the optimiser stalled; retraining from the chosen fit's weights" in caplog.text
@@ -278,3 +279,37 @@ def test_protocol_says_when_the_retrain_stalled(
     assert repaired < protocol.RETRAIN_STALL_RATIO * reference < check["train_rmse"]
     assert stalled["test_rmse"] < healthy["test_rmse"] + 0.05
     assert stalled["test_rmse"] < check["train_rmse"] - 0.1  # the stalled model's level
+
+
+class _Stop(KeyboardInterrupt):
+    """Stands in for Ctrl-C during the repair."""
+
+
+@pytest.mark.usefixtures("one_torch_thread")  # resumed runs are bit-identical with one thread
+def test_an_interrupted_repair_resumes_as_the_repair(low_rank, monkeypatch, tmp_path) -> None:
+    # Had the repair shared the retrain's checkpoint folder, the resumed run's first retrain
+    # would continue the repair's weights, not stall, and never be repaired.
+    _stall_retrains(monkeypatch)
+    uninterrupted = run_protocol(low_rank, "i-autorec", **STALL_KW).record
+    seen = []
+
+    def stop_in_the_repair(phase: str, progress) -> None:
+        if phase == "retrain" and progress.epoch == 3:
+            seen.append(phase)
+            if len(seen) == 2:  # epoch 3 of the second retrain: the repair
+                raise _Stop
+
+    ckpt = protocol.ProtocolCheckpoints(tmp_path, 1, None)
+    with pytest.raises(_Stop):
+        run_protocol(
+            low_rank, "i-autorec", progress=stop_in_the_repair, checkpoints=ckpt, **STALL_KW
+        )
+    resumed = run_protocol(
+        low_rank,
+        "i-autorec",
+        checkpoints=protocol.ProtocolCheckpoints(tmp_path, 1, None, resume=True),
+        **STALL_KW,
+    ).record
+    assert resumed["retrain_check"] == uninterrupted["retrain_check"]
+    assert resumed["retrain_check"]["stalled"] is True
+    assert resumed["test_rmse"] == uninterrupted["test_rmse"]
