@@ -836,3 +836,31 @@ class TestLayerLamScales:
     def test_bad_scales_are_a_clear_error(self, scales):
         with pytest.raises(ConfigError, match="layer_lam_scales must be 4 finite numbers"):
             AutoRecConfig(hidden=(6, 3, 6), layer_lam_scales=scales)
+
+
+def test_a_validated_fit_reuses_the_validation_product_bit_for_bit(low_rank_split, monkeypatch):
+    # The validation pass after step t computes X @ V_t, the product the forward pass of step
+    # t + 1 starts with (ProductMemo). Over 6 epochs with validation, 8 products are computed
+    # afresh (epoch 1's forward, the 6 validation passes, and the codes the fit keeps for
+    # predictions: the memo is emptied when the fit ends) and the forwards of epochs 2-6 reuse
+    # one; and the fit is the one that computes every product afresh, bit for bit.
+    import autorec.models.sparse as sparse
+
+    spmm = sparse.spmm
+    counts = {"fresh": 0, "reused": 0}
+
+    def counting(x, dense, known=None):
+        counts["fresh" if known is None else "reused"] += 1
+        return spmm(x, dense, known)
+
+    monkeypatch.setattr(sparse, "spmm", counting)
+    cfg = AutoRecConfig(hidden=(8,), n_epochs=6, seed=3, engine="sparse", patience=100)
+    reusing = AutoRec(cfg).fit(low_rank_split.train, low_rank_split.val)
+    assert counts == {"fresh": 8, "reused": 5}
+    assert reusing.net._products._entry is None
+    monkeypatch.setattr(sparse.ProductMemo, "spmm", lambda self, x, dense: spmm(x, dense))
+    fresh = AutoRec(cfg).fit(low_rank_split.train, low_rank_split.val)
+    assert reusing.history.val_rmse == fresh.history.val_rmse
+    expected = fresh.net.state_dict()
+    for name, value in reusing.net.state_dict().items():
+        assert torch.equal(value, expected[name]), name

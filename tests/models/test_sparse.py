@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from autorec.models.sparse import BlockedRows, SparseRows, sddmm, spmm, tile_shape
+from autorec.models.sparse import (
+    BlockedRows,
+    ProductMemo,
+    SparseRows,
+    sddmm,
+    spmm,
+    tile_shape,
+)
 
 N_ROWS, N_COLS = 13, 29
 
@@ -106,3 +113,61 @@ def test_pattern_keeps_one_tensor_of_ones(coo, kind) -> None:
         for values in (tile.values, tile.csr.values(), tile.csr_t.values()):
             assert values.untyped_storage().data_ptr() == base
     np.testing.assert_array_equal(pattern.to_dense().numpy(), (coo[3] != 0).astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["plain", "tiles"])
+def test_product_memo_reuses_only_the_same_operands(coo, kind) -> None:
+    # ProductMemo may hand back a product computed without autograd only for the very same X
+    # and an unmodified dense side; any other call must compute afresh (a stale product would
+    # train on weights from before the optimiser step).
+    rows, cols, values, dense = coo
+    x = _build(kind, rows, cols, values)
+    g = torch.Generator().manual_seed(2)
+    v = torch.randn(N_COLS, 4, generator=g, requires_grad=True)
+    memo = ProductMemo()
+    with torch.no_grad():
+        memo.spmm(x, v)  # outside keeping(): not kept
+        assert memo._entry is None
+    with torch.no_grad(), memo.keeping():
+        kept = memo.spmm(x, v)
+
+    def reused(product: torch.Tensor) -> bool:  # the kept tensor's memory (kept is alive)
+        return product.data_ptr() == kept.data_ptr()
+
+    assert reused(memo.spmm(x, v))  # the same operands
+    assert not reused(memo.spmm(x, v))  # used once
+    with torch.no_grad(), memo.keeping():
+        kept = memo.spmm(x, v)
+    with torch.no_grad():
+        v.mul_(2.0)  # an in-place step: same storage, new version
+    product = memo.spmm(x, v)
+    assert not reused(product)
+    torch.testing.assert_close(product, torch.from_numpy(dense).float() @ v)
+    with torch.no_grad(), memo.keeping():
+        kept = memo.spmm(x, v)
+    twin = _build(kind, rows, cols, values)  # equal content, another object
+    assert not reused(memo.spmm(twin, v))
+    with torch.no_grad(), memo.keeping():
+        kept = memo.spmm(x, v)
+    assert not reused(memo.spmm(x, v.detach().clone()))  # another storage
+    with memo.keeping():
+        kept = memo.spmm(x, v)  # with autograd: nothing kept
+    assert not reused(memo.spmm(x, v)) and memo._entry is None
+
+
+@pytest.mark.parametrize("kind", ["plain", "tiles"])
+def test_a_kept_product_keeps_its_gradient(coo, kind) -> None:
+    # The reused product enters autograd through the same backward (X^T @ grad) as a fresh one.
+    x = _build(kind, *coo[:3])
+    g = torch.Generator().manual_seed(4)
+    v = torch.randn(N_COLS, 3, generator=g, requires_grad=True)
+    weight = torch.randn(N_ROWS, 3, generator=g)
+    memo = ProductMemo()
+    with torch.no_grad(), memo.keeping():
+        memo.spmm(x, v)
+    reused = memo.spmm(x, v)
+    assert reused.requires_grad
+    (reused * weight).sum().backward()
+    via_memo, v.grad = v.grad.clone(), None
+    (spmm(x, v) * weight).sum().backward()
+    assert torch.equal(via_memo, v.grad)

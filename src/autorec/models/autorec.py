@@ -97,10 +97,10 @@ from autorec.models.kernel import kernel_of, kernelise, raw_weight
 from autorec.models.sparse import (
     BlockedRows,
     GradientPool,
+    ProductMemo,
     Sparse,
     SparseRows,
     sddmm,
-    spmm,
     tile_shape,
 )
 from autorec.models.training import (
@@ -423,6 +423,8 @@ class AutoRecNet(nn.Module):
             return nn.Parameter((torch.rand(shape, generator=generator) * 2 - 1) * bound)
 
         self.encoder = uniform((n_cols, k1), n_cols)  # V^T
+        # The validation pass's X @ V, reused by the next step's forward (ProductMemo).
+        self._products = ProductMemo()
         self.encoder_bias = uniform((k1,), n_cols)  # mu
         self.middle_weights = nn.ParameterList(
             uniform((b, a), a) for a, b in zip(hidden[:-1], hidden[1:], strict=True)
@@ -467,7 +469,7 @@ class AutoRecNet(nn.Module):
 
     def encode(self, x: Sparse) -> torch.Tensor:
         """Codes of sparse input rows: (n_rows, k_last)."""
-        hidden = self.g(spmm(x, self.encoder) + self.encoder_bias)  # (rows, k_1)
+        hidden = self.g(self._products.spmm(x, self.encoder) + self.encoder_bias)  # (rows, k_1)
         return self._middle(hidden)  # (rows, k_last)
 
     def encode_dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -748,7 +750,10 @@ class AutoRec(Recommender):
             else:
                 train_sse = self._full_batch_step(fit_x, fit_target, opt, generator)
             train_rmse = math.sqrt(self._sum_across_ranks(train_sse) / n_train_ratings)
-            val_rmse = self._rmse_at(fit_x, fit_val, fit_val_base) if fit_val is not None else None
+            val_rmse = None
+            if fit_val is not None:
+                with self.net._products.keeping():  # its X @ V starts the next step
+                    val_rmse = self._rmse_at(fit_x, fit_val, fit_val_base)
             return EpochScores(train_rmse, val_rmse)
 
         def snapshot(into: dict[str, Any] | None) -> dict[str, Any]:
@@ -783,6 +788,7 @@ class AutoRec(Recommender):
         for param in params:
             param.grad = None  # the gradients are as large as the weights: free them now
         self._grad_pool.clear()
+        self.net._products.clear()  # the last validation pass's product, as large as the codes
         opt.state.clear()  # RProp's step sizes are as large as the weights too
         self._codes = None
         self._train_pattern = None
