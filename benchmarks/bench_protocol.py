@@ -17,6 +17,11 @@ Each variant is one ``autorec evaluate --dataset D --model M --runs N --json F -
   the bias baseline);
 * ``paper``: as ``new`` on the paper's model (``--set baseline=none``).
 
+``--old-ref REF`` runs ``old`` with the code of git ``REF`` instead (its ``src/``, exported with
+``git archive``, with REF's own defaults and none of the flags above): the protocol as it was
+before issue 16 is ``--old-ref 97d6c65``, the last commit before its work, so that the speed-up
+also counts what the epoch itself gained since.
+
 Reported per variant: wall seconds of the whole command and the CPU seconds of it and its
 worker processes (the work done, which a shared machine can compare), the chosen lambda of every
 seed, the mean test RMSE, the grid epochs run (sum of the candidates' ``epochs`` where recorded)
@@ -56,13 +61,27 @@ VARIANTS = {
 }
 
 
+def _export(ref: str, into: Path) -> Path:
+    """``src/`` of git ``ref`` under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
 def run_variant(name: str, args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
-    extra = (
-        VARIANTS[name]
-        if "--jobs" in VARIANTS[name]
-        else [*VARIANTS[name], "--jobs", str(args.jobs)]
-    )
+    old_code = name == "old" and args.old_ref is not None
+    if old_code:
+        extra: list[str] = []  # the old code's defaults are the old protocol
+    elif "--jobs" in VARIANTS[name]:
+        extra = VARIANTS[name]
+    else:
+        extra = [*VARIANTS[name], "--jobs", str(args.jobs)]
+    env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
+        if old_code:
+            env["PYTHONPATH"] = str(_export(args.old_ref, Path(tmp)))
         out = Path(tmp) / "evaluate.json"
         command = [
             sys.executable,
@@ -86,7 +105,7 @@ def run_variant(name: str, args: argparse.Namespace, data_dir: str) -> dict[str,
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
         seconds = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         payload = json.loads(out.read_text())
@@ -96,6 +115,7 @@ def run_variant(name: str, args: argparse.Namespace, data_dir: str) -> dict[str,
     runs = payload["runs"]
     return {
         "variant": name,
+        "code": args.old_ref if old_code else "this checkout",
         "command": " ".join(command[2:]),
         "seconds": seconds,
         "cpu_seconds": cpu,
@@ -119,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=float, default=None, help="e.g. 0.8340")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--old-ref", default=None, help="run old with this git ref's code (e.g. 97d6c65)"
+    )
     args = parser.parse_args(argv)
     data_dir = (
         args.data_dir or os.environ.get("AUTOREC_DATA_DIR") or str(ROOT.parent / "shared/data")
