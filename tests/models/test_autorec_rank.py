@@ -12,6 +12,7 @@ from autorec.models import make_model
 from autorec.models.autorec import AutoRec, AutoRecConfig
 from autorec.models.autorec_rank import (
     BETA_GRID,
+    RankingHead,
     beta_ndcg,
     binary_items,
     combine,
@@ -331,3 +332,21 @@ def test_fold_in_head_vector_minimises_the_training_objective(planted, loss):
     for _ in range(5):
         nudge = torch.from_numpy(rng.normal(size=user.w.shape)) * 1e-3
         assert objective(user.w + nudge, user.b) > best
+
+
+def test_head_logits_are_the_decoder_rows_times_the_codes_plus_the_user_bias() -> None:
+    # z_ui = w_u . code_i + b_u (module docstring), for the users asked, in their order; the
+    # fused addmm must broadcast the bias over items (one per user), not over users.
+    g = torch.Generator().manual_seed(0)
+    head = RankingHead(n_users=7, k=4, generator=g)
+    with torch.no_grad():
+        head.decoder_bias.copy_(torch.arange(7.0) * 10)
+    codes = torch.rand(5, 4, generator=g)  # 5 items
+    users = torch.tensor([6, 0, 3])
+    with torch.no_grad():
+        z = head.logits(codes, users)
+    assert z.shape == (3, 5)
+    for row, u in enumerate(users.tolist()):
+        for i in range(5):
+            expected = float(head.decoder[u].detach() @ codes[i]) + 10.0 * u
+            assert float(z[row, i]) == pytest.approx(expected, abs=1e-5)
