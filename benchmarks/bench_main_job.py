@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _git import export_src  # benchmarks/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = [
     "autorec",
@@ -45,15 +47,6 @@ COMMAND = [
     "--threads",
     "2",
 ]
-
-
-def _export(ref: str, into: Path) -> Path:
-    """``src/`` of git ``ref`` under ``into``."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
 
 
 def _one(src: Path, tmp: Path, name: str) -> dict:
@@ -90,7 +83,7 @@ def time_main_job(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "old").mkdir()
-        sources = {"old": _export(args.old_ref, tmp / "old"), "new": ROOT / "src"}
+        sources = {"old": export_src(args.old_ref, tmp / "old"), "new": ROOT / "src"}
         rows = []
         for repeat in range(args.repeats):
             for name, src in sources.items():

@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _git import export_src  # benchmarks/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
@@ -61,15 +63,6 @@ VARIANTS = {
 }
 
 
-def _export(ref: str, into: Path) -> Path:
-    """``src/`` of git ``ref`` under ``into``."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
-
-
 def run_variant(name: str, args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     old_code = name == "old" and args.old_ref is not None
     if old_code:
@@ -81,7 +74,7 @@ def run_variant(name: str, args: argparse.Namespace, data_dir: str) -> dict[str,
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
         if old_code:
-            env["PYTHONPATH"] = str(_export(args.old_ref, Path(tmp)))
+            env["PYTHONPATH"] = str(export_src(args.old_ref, Path(tmp)))
         out = Path(tmp) / "evaluate.json"
         command = [
             sys.executable,

@@ -69,8 +69,8 @@ class LeanRprop(torch.optim.Optimizer):
                 # Step factor by agreement of signs, looked up at agree + 1: 0 flipped, 1 either
                 # zero, 2 same sign. Every operation below is an int8 or float32 pass that
                 # vectorises: an int64 index (``factors[agree.long() + 1]``) or a boolean
-                # ``masked_fill_`` instead made the step 2.5x slower (docs/experiments.md,
-                # "A faster RProp step"), with the same result bit for bit.
+                # ``masked_fill_`` instead made the step 2.5x slower (docs/performance.md,
+                # "RProp's step"), with the same result bit for bit.
                 factors = torch.tensor([etaminus, 1.0, etaplus], dtype=p.dtype, device=p.device)
                 flat_p = p.view(-1)
                 flat_g = p.grad.reshape(-1)

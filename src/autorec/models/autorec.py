@@ -423,8 +423,6 @@ class AutoRecNet(nn.Module):
             return nn.Parameter((torch.rand(shape, generator=generator) * 2 - 1) * bound)
 
         self.encoder = uniform((n_cols, k1), n_cols)  # V^T
-        # The validation pass's X @ V, reused by the next step's forward (ProductMemo).
-        self._products = ProductMemo()
         self.encoder_bias = uniform((k1,), n_cols)  # mu
         self.middle_weights = nn.ParameterList(
             uniform((b, a), a) for a, b in zip(hidden[:-1], hidden[1:], strict=True)
@@ -434,6 +432,8 @@ class AutoRecNet(nn.Module):
         )
         self.decoder = uniform((n_cols, k_last), k_last)  # W
         self.decoder_bias = nn.Parameter(torch.zeros(n_cols))  # b
+        # The validation pass's X @ V, reused by the next step's forward (ProductMemo).
+        self._products = ProductMemo()
         # (module, attribute) of every weight matrix, in the order weights() lists them.
         self._weight_slots: list[tuple[nn.Module, str]] = [
             (self, "encoder"),

@@ -530,9 +530,9 @@ class ProductMemo:
     Why. A full-batch fit with a validation set encodes the training rows twice per epoch with
     the same weights: the validation pass after step t computes ``X @ V_t``, and the forward
     pass of step t + 1 starts with exactly that product. Handing the validation pass's result
-    to the next forward saves one of the epoch's six sparse products (about 16% of an ML-1M
-    epoch: docs/experiments.md, "One product fewer per epoch"), with the same numbers bit for
-    bit: the same kernel on the same operands, whose backward is unchanged.
+    to the next forward saves one of the five sparse-dense products of a validated epoch (about
+    16% of an ML-1M epoch: docs/performance.md, "One product fewer per epoch"), with the same
+    numbers bit for bit: the same kernel on the same operands, whose backward is unchanged.
 
     Only products computed without autograd inside :meth:`keeping` (the validation pass) are
     kept. Same operands means: X is the very object (held by a weak reference, so a new matrix
