@@ -16,9 +16,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def real_data_dir() -> Path:
-    """Where the real data sets are looked for: ``$AUTOREC_DATA_DIR``, else ``../shared/data``."""
+    """Where the real data sets are looked for: ``$AUTOREC_DATA_DIR``, else ``../shared/data``.
+
+    Absolute, so that a relative ``AUTOREC_DATA_DIR`` (the README's ``../shared/data``) still
+    names the same folder from a link or a working directory a test makes elsewhere."""
     env = os.environ.get("AUTOREC_DATA_DIR")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    return Path(env).resolve() if env else REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
